@@ -1,0 +1,635 @@
+//! Generated scenarios: sequences of steps by a fixed cast of actors, and the [`Script`] that turns each step into
+//! a [`Request`] using what earlier outcomes returned (tokens, escrow ids, approval ids).
+//!
+//! Steps name actors relative to an escrow ("its buyer", "a stranger", "the second admin"), so most generated
+//! calls are made by someone who could rightfully make them and the machine gets deep into its states, while
+//! wrong callers, stale tokens, duplicates, out-of-order and wrong-currency deliveries still come often. The same
+//! script drives the model alone and, through the oracle, any target.
+
+use proptest::prelude::*;
+use proptest::sample::SizeRange;
+use serde::{Deserialize, Serialize};
+
+use crate::authz::Role;
+use crate::escrow::Proof;
+use crate::ids::{ApprovalId, DeadLetterId, EscrowId, UserId};
+use crate::ledger::Provider;
+use crate::money::{Currency, Money};
+use crate::providers::{ProviderStatus, invoice_external_id, payout_idempotency_key};
+use crate::sessions::{AccessToken, ClientId, RefreshToken, SignInName, Tokens};
+
+/// The next request of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// The actor is not ready (no live session, or a rightful admin without a fresh step-up): make this request,
+    /// observe its outcome, and plan the step again.
+    Prepare(Request),
+    /// The step's own request.
+    Call(Request),
+}
+use crate::world::{Accepted, EscrowField, Notice, NoticeKind, Op, Outcome, Request, Resolution, World};
+
+/// The roles of the cast, by index: three users, support, and two admins (two-person approvals need two).
+pub const CAST: [Role; 6] = [Role::User, Role::User, Role::User, Role::Support, Role::Admin, Role::Admin];
+
+/// Who makes a call, relative to the escrow the step names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Who {
+    /// Whoever may rightfully do the act: the buyer pays, confirms and cancels, the seller delivers and refunds,
+    /// the first admin resolves and approves.
+    Rightful,
+    /// The escrow's buyer.
+    Buyer,
+    /// The escrow's seller.
+    Seller,
+    /// The user of the cast who is neither.
+    Stranger,
+    /// The support member.
+    Support,
+    /// The first admin.
+    AdminA,
+    /// The second admin.
+    AdminB,
+    /// Nobody signed in.
+    Anonymous,
+}
+
+/// An escrow action of a participant or an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscrowAct {
+    /// ESC-2.
+    StartPayment,
+    /// ESC-8.
+    Cancel,
+    /// ESC-10.
+    MarkDelivered,
+    /// ESC-11.
+    ConfirmReceipt,
+    /// ESC-13.
+    OpenDispute,
+    /// ESC-15.
+    RefundVoluntarily,
+    /// ESC-14.
+    Resolve(Resolution),
+    /// ESC-6.
+    ApproveProof,
+    /// ESC-7.
+    RejectProof,
+    /// ESC-18.
+    RetryPayout,
+    /// AZ-2.
+    Get,
+    /// AZ-8.
+    Update(EscrowField),
+    /// ESC-5: `tx` picks a transaction hash from a small pool (so reuse happens), `exact` pays what is due.
+    SubmitProof {
+        /// Index into a pool of four hashes.
+        tx: u8,
+        /// Claim exactly what is due (else half).
+        exact: bool,
+        /// Claim the platform's address (else another).
+        right_destination: bool,
+    },
+}
+
+/// How much a provider payment brings, relative to what is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Portion {
+    /// What is still due.
+    Due,
+    /// Half of it (a partial payment).
+    Half,
+    /// What is due and a tenth more (an overpayment).
+    Over,
+}
+
+/// One generated step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A cast member signs in (right or wrong password).
+    SignIn {
+        /// Cast index.
+        actor: u8,
+        /// Right password.
+        password_ok: bool,
+    },
+    /// A cast member refreshes; `reuse` presents the previous, already rotated refresh token.
+    Refresh {
+        /// Cast index.
+        actor: u8,
+        /// Present the used token instead of the current one.
+        reuse: bool,
+    },
+    /// A cast member signs out.
+    Logout {
+        /// Cast index.
+        actor: u8,
+    },
+    /// A cast member steps up.
+    StepUp {
+        /// Cast index.
+        actor: u8,
+        /// Both factors right.
+        ok: bool,
+    },
+    /// A user creates an escrow with another cast member as seller.
+    Create {
+        /// Cast index of the buyer.
+        buyer: u8,
+        /// Cast index of the seller.
+        seller: u8,
+        /// Price in major units.
+        major: i128,
+        /// Index into [`Currency::ALL`].
+        currency: u8,
+        /// The provider.
+        provider: Provider,
+        /// A protected field smuggled into the body (AZ-8).
+        extra: Option<EscrowField>,
+    },
+    /// Someone acts on an escrow.
+    Act {
+        /// Which escrow, by creation order (modulo the count).
+        escrow: u8,
+        /// Who.
+        who: Who,
+        /// What.
+        act: EscrowAct,
+    },
+    /// Someone lists escrows.
+    List {
+        /// Who.
+        who: Who,
+    },
+    /// An admin gives the second approval to a pending action.
+    ApprovePending {
+        /// Which approval, by creation order (modulo the count).
+        approval: u8,
+        /// Which admin.
+        second: bool,
+    },
+    /// An admin changes a cast member's role.
+    ChangeRole {
+        /// Cast index.
+        target: u8,
+        /// New role.
+        role: Role,
+    },
+    /// An admin revokes every session of a cast member.
+    RevokeSessions {
+        /// Cast index.
+        target: u8,
+    },
+    /// An admin replays a dead letter.
+    ReplayDeadLetter {
+        /// Which, by creation order (modulo the count).
+        dead_letter: u8,
+    },
+    /// A provider delivers a payment for an escrow's invoice.
+    Pay {
+        /// Which escrow.
+        escrow: u8,
+        /// How much.
+        portion: Portion,
+        /// In another currency than the escrow's.
+        wrong_currency: bool,
+        /// The event id, from a small pool, so that the same event comes again.
+        event: u8,
+        /// Whether the signature verifies.
+        authentic: bool,
+    },
+    /// A provider says a payment is pending (possibly after it was paid: out of order).
+    PaymentPending {
+        /// Which escrow.
+        escrow: u8,
+        /// The event id.
+        event: u8,
+    },
+    /// A provider reports on an escrow's payout or refund.
+    PayoutNotice {
+        /// Which escrow.
+        escrow: u8,
+        /// Confirmed (payout or refund, as the escrow needs) or failed.
+        confirmed: bool,
+        /// The event id.
+        event: u8,
+    },
+    /// A provider goes down, comes back, or is switched off or on.
+    ProviderStatus {
+        /// Which.
+        provider: Provider,
+        /// Its status.
+        status: ProviderStatus,
+    },
+    /// Time passes.
+    Clock {
+        /// Seconds.
+        seconds: i64,
+    },
+}
+
+fn cast() -> impl Strategy<Value = u8> {
+    0u8..CAST.len() as u8
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        24 => Just(Who::Rightful),
+        2 => Just(Who::Buyer),
+        2 => Just(Who::Seller),
+        1 => Just(Who::Stranger),
+        1 => Just(Who::Support),
+        1 => Just(Who::AdminA),
+        2 => Just(Who::AdminB),
+        1 => Just(Who::Anonymous),
+    ]
+}
+
+/// Mostly the latest escrow, sometimes an older one.
+fn escrow_index() -> impl Strategy<Value = u8> {
+    prop_oneof![6 => Just(0u8), 1 => any::<u8>()]
+}
+
+fn field() -> impl Strategy<Value = EscrowField> {
+    prop_oneof![
+        Just(EscrowField::Description),
+        Just(EscrowField::State),
+        Just(EscrowField::BuyerId),
+        Just(EscrowField::SellerId),
+        Just(EscrowField::Amount),
+        Just(EscrowField::AmountReceived),
+        Just(EscrowField::Id),
+    ]
+}
+
+fn resolution() -> impl Strategy<Value = Resolution> {
+    prop_oneof![Just(Resolution::Release), Just(Resolution::Refund)]
+}
+
+fn provider() -> impl Strategy<Value = Provider> {
+    prop_oneof![Just(Provider::Shkeeper), Just(Provider::RequestNetwork), Just(Provider::ManualWallet)]
+}
+
+fn act() -> impl Strategy<Value = EscrowAct> {
+    prop_oneof![
+        6 => Just(EscrowAct::StartPayment),
+        2 => Just(EscrowAct::Cancel),
+        5 => Just(EscrowAct::MarkDelivered),
+        5 => Just(EscrowAct::ConfirmReceipt),
+        3 => Just(EscrowAct::OpenDispute),
+        2 => Just(EscrowAct::RefundVoluntarily),
+        4 => resolution().prop_map(EscrowAct::Resolve),
+        4 => Just(EscrowAct::ApproveProof),
+        2 => Just(EscrowAct::RejectProof),
+        2 => Just(EscrowAct::RetryPayout),
+        2 => Just(EscrowAct::Get),
+        1 => field().prop_map(EscrowAct::Update),
+        4 => (0u8..4, prop::bool::weighted(0.7), prop::bool::weighted(0.8))
+            .prop_map(|(tx, exact, right_destination)| EscrowAct::SubmitProof { tx, exact, right_destination }),
+    ]
+}
+
+/// One step, weighted towards progress.
+pub fn step() -> impl Strategy<Value = Step> {
+    let status = (prop::bool::weighted(0.8), prop::bool::weighted(0.7))
+        .prop_map(|(enabled, available)| ProviderStatus { enabled, available });
+    prop_oneof![
+        3 => (cast(), prop::bool::weighted(0.9)).prop_map(|(actor, password_ok)| Step::SignIn { actor, password_ok }),
+        1 => (cast(), prop::bool::weighted(0.3)).prop_map(|(actor, reuse)| Step::Refresh { actor, reuse }),
+        1 => cast().prop_map(|actor| Step::Logout { actor }),
+        4 => (4u8..6, prop::bool::weighted(0.9)).prop_map(|(actor, ok)| Step::StepUp { actor, ok }),
+        2 => (0u8..3, 0u8..3, prop_oneof![8 => 1i128..2_000, 1 => 10_000i128..20_000], 0u8..4, provider(),
+              prop::option::weighted(0.1, field()))
+            .prop_map(|(buyer, seller, major, currency, provider, extra)| Step::Create { buyer, seller, major, currency, provider, extra }),
+        40 => (escrow_index(), who(), act()).prop_map(|(escrow, who, act)| Step::Act { escrow, who, act }),
+        1 => who().prop_map(|who| Step::List { who }),
+        3 => (any::<u8>(), any::<bool>()).prop_map(|(approval, second)| Step::ApprovePending { approval, second }),
+        1 => (cast(), prop_oneof![Just(Role::User), Just(Role::Support), Just(Role::Admin)])
+            .prop_map(|(target, role)| Step::ChangeRole { target, role }),
+        1 => cast().prop_map(|target| Step::RevokeSessions { target }),
+        1 => any::<u8>().prop_map(|dead_letter| Step::ReplayDeadLetter { dead_letter }),
+        8 => (escrow_index(), prop_oneof![5 => Just(Portion::Due), 2 => Just(Portion::Half), 1 => Just(Portion::Over)],
+               prop::bool::weighted(0.1), 0u8..6, prop::bool::weighted(0.9))
+            .prop_map(|(escrow, portion, wrong_currency, event, authentic)| Step::Pay { escrow, portion, wrong_currency, event, authentic }),
+        1 => (any::<u8>(), 0u8..6).prop_map(|(escrow, event)| Step::PaymentPending { escrow, event }),
+        5 => (escrow_index(), prop::bool::weighted(0.8), 0u8..6).prop_map(|(escrow, confirmed, event)| Step::PayoutNotice { escrow, confirmed, event }),
+        1 => (provider(), status).prop_map(|(provider, status)| Step::ProviderStatus { provider, status }),
+        3 => prop_oneof![4 => Just(60i64), 3 => Just(400), 2 => Just(3_600), 1 => Just(3 * 86_400), 2 => Just(15 * 86_400)].prop_map(|seconds| Step::Clock { seconds }),
+    ]
+}
+
+/// A scenario: the cast is created, then the steps run.
+pub fn scenario(len: impl Into<SizeRange>) -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(step(), len)
+}
+
+/// What the script knows of one cast member's session.
+#[derive(Debug, Clone, Copy, Default)]
+struct Credentials {
+    /// When, on the script's clock, this session last stepped up.
+    step_up_at: Option<i64>,
+    access: Option<AccessToken>,
+    refresh: Option<RefreshToken>,
+    used_refresh: Option<RefreshToken>,
+}
+
+/// Turns steps into requests, learning ids and tokens from outcomes. The cast's users are created first, by the
+/// requests of [`Script::setup`].
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    users: Vec<UserId>,
+    credentials: Vec<Credentials>,
+    escrows: Vec<(EscrowId, u8, u8, Money)>,
+    approvals: Vec<ApprovalId>,
+    dead_letters: u32,
+    /// Seconds the script has moved the clock forward.
+    elapsed: i64,
+    /// Escrows whose accepted resolution or refund means the provider owes a refund, not a payout.
+    refunding: Vec<EscrowId>,
+}
+
+impl Script {
+    /// A script with no cast yet.
+    pub fn new() -> Script {
+        Script::default()
+    }
+
+    /// The requests that create the cast.
+    pub fn setup(&self) -> Vec<Request> {
+        CAST.iter().map(|role| Request::anonymous(Op::CreateUser { role: *role })).collect()
+    }
+
+    /// Learns from the outcome of a request it produced.
+    pub fn observe(&mut self, step: Option<&Step>, request: &Request, outcome: &Outcome) {
+        match (request.op.clone(), outcome) {
+            (Op::CreateUser { .. }, Ok(Accepted::User(id))) => {
+                self.users.push(*id);
+                self.credentials.push(Credentials::default());
+            }
+            (Op::SignIn { name: SignInName::Account(user), .. }, Ok(Accepted::Tokens(tokens))) => {
+                self.remember(user, *tokens, false);
+            }
+            (Op::Refresh { .. }, Ok(Accepted::Tokens(tokens))) => {
+                if let Some(Step::Refresh { actor, .. }) = step
+                    && let Some(user) = self.users.get(*actor as usize).copied()
+                {
+                    self.remember(user, *tokens, true);
+                }
+            }
+            (Op::CreateEscrow { amount, .. }, Ok(Accepted::Escrow(id))) => {
+                if let Some(Step::Create { buyer, seller, .. }) = step {
+                    self.escrows.push((*id, *buyer, *seller, amount));
+                }
+            }
+            (Op::RefundVoluntarily { escrow } | Op::ResolveDispute { escrow, resolution: Resolution::Refund }, Ok(_)) => {
+                self.refunding.push(escrow);
+                if let Ok(Accepted::PendingApproval(id)) = outcome {
+                    self.approvals.push(*id);
+                }
+            }
+            (_, Ok(Accepted::PendingApproval(id))) => self.approvals.push(*id),
+            (Op::AdvanceClock { seconds }, Ok(_)) => self.elapsed += seconds.max(0),
+            (Op::StepUp { .. }, Ok(_)) => {
+                if let Some(slot) = self.credentials.iter_mut().find(|c| c.access == request.auth) {
+                    slot.step_up_at = Some(self.elapsed);
+                }
+            }
+            (_, Ok(Accepted::DeadLettered(_))) | (Op::DeliverWebhook { .. }, Err(_)) => self.dead_letters += 1,
+            (Op::DeliverWebhook { .. }, _) => {}
+            (_, Err(crate::refusal::Refusal::Unauthenticated)) => {
+                // The token died (expiry, revocation): sign in again at the next call.
+                if let Some(slot) = self.credentials.iter_mut().find(|c| c.access == request.auth && c.access.is_some()) {
+                    slot.access = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn remember(&mut self, user: UserId, tokens: Tokens, rotated: bool) {
+        if let Some(index) = self.users.iter().position(|u| *u == user) {
+            let slot = &mut self.credentials[index];
+            slot.used_refresh = if rotated { slot.refresh } else { None };
+            if !rotated {
+                slot.step_up_at = None;
+            }
+            slot.access = Some(tokens.access);
+            slot.refresh = Some(tokens.refresh);
+        }
+    }
+
+    /// Escrows are named from the latest backwards, so that most steps push one escrow further.
+    fn escrow(&self, index: u8) -> Option<(EscrowId, u8, u8, Money)> {
+        let n = self.escrows.len();
+        (n > 0).then(|| self.escrows[n - 1 - index as usize % n])
+    }
+
+    fn actor_index(&self, who: Who, act: Option<EscrowAct>, buyer: u8, seller: u8) -> Option<u8> {
+        match who {
+            Who::Rightful => Some(match act {
+                Some(EscrowAct::MarkDelivered | EscrowAct::RefundVoluntarily) => seller,
+                Some(
+                    EscrowAct::Resolve(_) | EscrowAct::ApproveProof | EscrowAct::RejectProof | EscrowAct::RetryPayout,
+                ) => 4,
+                _ => buyer,
+            }),
+            Who::Buyer => Some(buyer),
+            Who::Seller => Some(seller),
+            Who::Stranger => (0u8..3).find(|i| *i != buyer && *i != seller),
+            Who::Support => Some(3),
+            Who::AdminA => Some(4),
+            Who::AdminB => Some(5),
+            Who::Anonymous => None,
+        }
+    }
+
+    fn call(&self, out: &mut Vec<Planned>, actor: Option<u8>, op: Op, step_up: bool) {
+        let Some(actor) = actor else {
+            out.push(Planned::Call(Request::anonymous(op)));
+            return;
+        };
+        let Some(user) = self.users.get(actor as usize).copied() else { return };
+        let credentials = self.credentials[actor as usize];
+        let needs_step_up = step_up
+            && CAST[actor as usize] == Role::Admin
+            && credentials.step_up_at.is_none_or(|at| self.elapsed - at >= crate::authz::STEP_UP_WINDOW_SECONDS);
+        out.push(match credentials.access {
+            None => Planned::Prepare(Request::anonymous(Op::SignIn {
+                name: SignInName::Account(user),
+                password_ok: true,
+                client: ClientId(u32::from(actor)),
+            })),
+            Some(token) if needs_step_up => Planned::Prepare(Request::by(token, Op::StepUp { password_ok: true, totp_ok: true })),
+            Some(token) => Planned::Call(Request::by(token, op)),
+        });
+    }
+
+    /// The next request for one step: a sign-in first when the actor has no live session, else the call itself.
+    /// `None` when the step does not apply yet (no escrow, approval or dead letter to name).
+    pub fn plan(&self, step: &Step) -> Option<Planned> {
+        let mut out = Vec::new();
+        let call = |out: &mut Vec<Planned>, actor: Option<u8>, op: Op| self.call(out, actor, op, false);
+        // A rightful admin steps up first when its step-up is missing or older than the window.
+        let prepared = |out: &mut Vec<Planned>, actor: Option<u8>, op: Op| self.call(out, actor, op, true);
+        let push = |out: &mut Vec<Planned>, request: Request| out.push(Planned::Call(request));
+        let admin = |second: bool| Some(if second { 5 } else { 4 });
+        match step {
+            Step::SignIn { actor, password_ok } => {
+                if let Some(user) = self.users.get(*actor as usize) {
+                    push(&mut out, Request::anonymous(Op::SignIn {
+                        name: SignInName::Account(*user),
+                        password_ok: *password_ok,
+                        client: ClientId(u32::from(*actor)),
+                    }));
+                }
+            }
+            Step::Refresh { actor, reuse } => {
+                let c = self.credentials.get(*actor as usize).copied().unwrap_or_default();
+                if let Some(token) = if *reuse { c.used_refresh } else { c.refresh } {
+                    push(&mut out, Request::anonymous(Op::Refresh { token }));
+                }
+            }
+            Step::Logout { actor } => call(&mut out, Some(*actor), Op::Logout),
+            Step::StepUp { actor, ok } => call(&mut out, Some(*actor), Op::StepUp { password_ok: *ok, totp_ok: true }),
+            Step::Create { buyer, seller, major, currency, provider, extra } => {
+                let currency = Currency::ALL[*currency as usize % Currency::ALL.len()];
+                let amount = Money::from_minor(major * currency.minor_per_major(), currency);
+                let Some(seller) = self.users.get(*seller as usize).copied() else { return None };
+                call(&mut out, Some(*buyer), Op::CreateEscrow { seller, amount, provider: *provider, extra: *extra });
+            }
+            Step::Act { escrow, who, act } => {
+                let Some((id, buyer, seller, amount)) = self.escrow(*escrow) else { return None };
+                let actor = self.actor_index(*who, Some(*act), buyer, seller);
+                let op = match *act {
+                    EscrowAct::StartPayment => Op::StartPayment { escrow: id },
+                    EscrowAct::Cancel => Op::CancelEscrow { escrow: id },
+                    EscrowAct::MarkDelivered => Op::MarkDelivered { escrow: id },
+                    EscrowAct::ConfirmReceipt => Op::ConfirmReceipt { escrow: id },
+                    EscrowAct::OpenDispute => Op::OpenDispute { escrow: id },
+                    EscrowAct::RefundVoluntarily => Op::RefundVoluntarily { escrow: id },
+                    EscrowAct::Resolve(resolution) => Op::ResolveDispute { escrow: id, resolution },
+                    EscrowAct::ApproveProof => Op::ApproveProof { escrow: id },
+                    EscrowAct::RejectProof => Op::RejectProof { escrow: id },
+                    EscrowAct::RetryPayout => Op::RetryPayout { escrow: id },
+                    EscrowAct::Get => Op::GetEscrow { escrow: id },
+                    EscrowAct::Update(field) => Op::UpdateEscrow { escrow: id, field },
+                    EscrowAct::SubmitProof { tx, exact, right_destination } => {
+                        let claimed = if exact { amount.minor } else { amount.minor / 2 };
+                        Op::SubmitPaymentProof {
+                            escrow: id,
+                            proof: Proof {
+                                tx_hash: format!("0xproof{tx}"),
+                                amount: Money::from_minor(claimed.max(1), amount.currency),
+                                destination: if right_destination { "platform-wallet" } else { "attacker-wallet" }.to_owned(),
+                            },
+                        }
+                    }
+                };
+                if *who == Who::Rightful {
+                    prepared(&mut out, actor, op);
+                } else {
+                    call(&mut out, actor, op);
+                }
+            }
+            Step::List { who } => call(&mut out, self.actor_index(*who, None, 0, 1), Op::ListEscrows),
+            Step::ApprovePending { approval, second } => {
+                if !self.approvals.is_empty() {
+                    let approval = self.approvals[*approval as usize % self.approvals.len()];
+                    prepared(&mut out, admin(*second), Op::ApprovePending { approval });
+                }
+            }
+            Step::ChangeRole { target, role } => {
+                if let Some(user) = self.users.get(*target as usize).copied() {
+                    call(&mut out, admin(false), Op::ChangeRole { user, role: *role });
+                }
+            }
+            Step::RevokeSessions { target } => {
+                if let Some(user) = self.users.get(*target as usize).copied() {
+                    call(&mut out, admin(true), Op::RevokeUserSessions { user });
+                }
+            }
+            Step::ReplayDeadLetter { dead_letter } => {
+                if self.dead_letters > 0 {
+                    let id = DeadLetterId(u32::from(*dead_letter) % self.dead_letters);
+                    call(&mut out, admin(false), Op::ReplayDeadLetter { dead_letter: id });
+                }
+            }
+            Step::Pay { escrow, portion, wrong_currency, event, authentic } => {
+                let Some((id, _, _, amount)) = self.escrow(*escrow) else { return None };
+                let minor = match portion {
+                    Portion::Due => amount.minor,
+                    Portion::Half => (amount.minor / 2).max(1),
+                    Portion::Over => amount.minor + amount.minor / 10 + 1,
+                };
+                let currency = if *wrong_currency {
+                    Currency::ALL.into_iter().find(|c| *c != amount.currency).unwrap_or(amount.currency)
+                } else {
+                    amount.currency
+                };
+                let notice = Notice {
+                    event: format!("pay-{}-{event}", id.0),
+                    reference: invoice_external_id(id),
+                    kind: NoticeKind::Payment(Money::from_minor(minor, currency)),
+                };
+                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: *authentic }));
+            }
+            Step::PaymentPending { escrow, event } => {
+                let Some((id, ..)) = self.escrow(*escrow) else { return None };
+                let notice = Notice { event: format!("pending-{}-{event}", id.0), reference: invoice_external_id(id), kind: NoticeKind::Pending };
+                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: true }));
+            }
+            Step::PayoutNotice { escrow, confirmed, event } => {
+                let Some((id, ..)) = self.escrow(*escrow) else { return None };
+                // Mostly the confirmation the escrow's direction calls for, sometimes the other one (out of order).
+                let refunding = self.refunding.contains(&id) != (event % 5 == 4);
+                let kind = match (confirmed, refunding) {
+                    (false, _) => NoticeKind::PayoutFailed,
+                    (true, false) => NoticeKind::PayoutConfirmed,
+                    (true, true) => NoticeKind::RefundConfirmed,
+                };
+                let notice = Notice { event: format!("payout-{}-{event}", id.0), reference: payout_idempotency_key(id), kind };
+                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: true }));
+            }
+            Step::ProviderStatus { provider, status } => {
+                push(&mut out, Request::anonymous(Op::SetProviderStatus { provider: *provider, status: *status }));
+            }
+            Step::Clock { seconds } => push(&mut out, Request::anonymous(Op::AdvanceClock { seconds: *seconds })),
+        }
+        out.pop()
+    }
+}
+
+/// Runs a scenario on a fresh model world, calling `after_each` after every request (with the step it came from,
+/// `None` during setup). The model-only arm of every property suite.
+pub fn run_on_model(
+    world: &mut World,
+    steps: &[Step],
+    mut after_each: impl FnMut(&World, Option<&Step>, &Request, &Outcome),
+) {
+    let mut script = Script::new();
+    for request in script.setup() {
+        let outcome = world.apply(&request);
+        script.observe(None, &request, &outcome);
+        after_each(world, None, &request, &outcome);
+    }
+    for step in steps {
+        // At most a sign-in, a step-up and the call itself.
+        for _ in 0..3 {
+            let Some(planned) = script.plan(step) else { break };
+            let (request, again) = match planned {
+                Planned::Prepare(request) => (request, true),
+                Planned::Call(request) => (request, false),
+            };
+            let outcome = world.apply(&request);
+            script.observe(Some(step), &request, &outcome);
+            after_each(world, Some(step), &request, &outcome);
+            if !again || outcome.is_err() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Drivers: how conform speaks to a target exactly as its real clients and providers do.
+
+pub mod socketio;

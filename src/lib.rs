@@ -1,0 +1,11 @@
+//! conform: a verification and conformance harness for escrow payment backends.
+//!
+//! The reference model (crate `conform-reference`) predicts; the drivers speak to a target as its real clients
+//! and providers do; suites compare the two and report per SPEC rule.
+
+pub mod cli;
+pub mod drive;
+pub mod error;
+pub mod exit;
+pub mod model_run;
+pub mod contracts;

@@ -1,0 +1,4 @@
+//! conform's integration tests, in one binary so that they link once.
+mod socketio;
+mod contracts;
+mod cli;
