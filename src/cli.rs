@@ -46,6 +46,12 @@ enum Command {
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
     },
+    /// Run a payment provider simulator (SHKeeper or Request Network) for a backend to talk to, until Ctrl-C.
+    ///
+    /// It answers the provider's API and sends its signed callbacks; `--help` of each provider tells how to point
+    /// a backend at it.
+    #[command(subcommand)]
+    Simulate(crate::simulate::SimulateCommand),
 }
 
 /// Runs the command line and returns the exit status.
@@ -54,6 +60,7 @@ pub fn main(cli: Cli) -> Exit {
         Command::Run { seed, cases, max_steps, report_dir } => {
             run(&ModelRunOptions { seed, cases, max_steps }, &report_dir)
         }
+        Command::Simulate(command) => return crate::simulate::run(command),
     };
     result.unwrap_or_else(|error| {
         eprintln!("conform: {error}");
@@ -145,7 +152,8 @@ fn run(options: &ModelRunOptions, report_dir: &PathBuf) -> Result<Exit, Error> {
         count(RuleResult::Exercised),
         count(RuleResult::Unverified)
     );
-    let summary = serde_json::json!({ "seed": report.seed, "cases": report.cases, "coverage": report.coverage, "rules": lines });
+    let summary =
+        serde_json::json!({ "seed": report.seed, "cases": report.cases, "coverage": report.coverage, "rules": lines });
     let path = write_json(report_dir, "model-summary.json", &summary)?;
     println!("wrote {}", path.display());
     match &report.counterexample {

@@ -4,8 +4,9 @@
 //! and providers do; suites compare the two and report per SPEC rule.
 
 pub mod cli;
+pub mod contracts;
 pub mod drive;
 pub mod error;
 pub mod exit;
 pub mod model_run;
-pub mod contracts;
+pub mod simulate;

@@ -59,8 +59,10 @@ fn rng_seed(seed: u64) -> [u8; 32] {
 
 /// Runs the model property suite.
 pub fn run_model(options: &ModelRunOptions) -> ModelRunReport {
-    let config = Config { cases: options.cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed(options.seed)));
+    let config =
+        Config { cases: options.cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed(options.seed)));
     let coverage = RefCell::new(Coverage::default());
     let first_finding: RefCell<Option<ModelFinding>> = RefCell::new(None);
     let shrinking = RefCell::new(false);

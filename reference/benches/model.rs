@@ -12,7 +12,8 @@ use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestR
 /// Fixed scenarios, resolved once into plain request lists by a model run, so that the benchmark measures the
 /// model and not the generator.
 fn recorded_requests() -> Vec<Vec<Request>> {
-    let mut runner = TestRunner::new_with_rng(RunnerConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[3; 32]));
+    let mut runner =
+        TestRunner::new_with_rng(RunnerConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[3; 32]));
     let strategy = scenario(40..120);
     (0..200)
         .map(|_| {

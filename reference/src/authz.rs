@@ -96,7 +96,12 @@ pub fn step_up_valid(step_up_at: Option<Timestamp>, now: Timestamp) -> bool {
 ///
 /// An operation that names an escrow must be given its parties; when the escrow does not exist the caller passes
 /// `None` and gets the same 404 a non-participant gets, so existence never leaks.
-pub fn authorize(principal: &Principal, op: OperationKind, escrow: Option<Parties>, now: Timestamp) -> Result<(), Refusal> {
+pub fn authorize(
+    principal: &Principal,
+    op: OperationKind,
+    escrow: Option<Parties>,
+    now: Timestamp,
+) -> Result<(), Refusal> {
     if op.class() == OperationClass::Public {
         return Ok(());
     }

@@ -163,9 +163,19 @@ use EscrowState as S;
 pub const TRANSITIONS: &[Transition] = &[
     Transition { rule: "ESC-1", event: EscrowEvent::Create, from: &[], to: Some(S::AwaitingPayment) },
     Transition { rule: "ESC-2", event: EscrowEvent::StartPayment, from: &[S::AwaitingPayment], to: None },
-    Transition { rule: "ESC-3", event: EscrowEvent::PaymentCompletes, from: &[S::AwaitingPayment], to: Some(S::Funded) },
+    Transition {
+        rule: "ESC-3",
+        event: EscrowEvent::PaymentCompletes,
+        from: &[S::AwaitingPayment],
+        to: Some(S::Funded),
+    },
     Transition { rule: "ESC-4", event: EscrowEvent::PaymentPartial, from: &[S::AwaitingPayment], to: None },
-    Transition { rule: "ESC-5", event: EscrowEvent::SubmitProof, from: &[S::AwaitingPayment], to: Some(S::PaymentReview) },
+    Transition {
+        rule: "ESC-5",
+        event: EscrowEvent::SubmitProof,
+        from: &[S::AwaitingPayment],
+        to: Some(S::PaymentReview),
+    },
     Transition {
         rule: "ESC-6",
         event: EscrowEvent::ApproveProofCompletes,
@@ -178,7 +188,12 @@ pub const TRANSITIONS: &[Transition] = &[
         from: &[S::PaymentReview],
         to: Some(S::AwaitingPayment),
     },
-    Transition { rule: "ESC-7", event: EscrowEvent::RejectProof, from: &[S::PaymentReview], to: Some(S::AwaitingPayment) },
+    Transition {
+        rule: "ESC-7",
+        event: EscrowEvent::RejectProof,
+        from: &[S::PaymentReview],
+        to: Some(S::AwaitingPayment),
+    },
     Transition { rule: "ESC-8", event: EscrowEvent::Cancel, from: &[S::AwaitingPayment], to: Some(S::Cancelled) },
     Transition { rule: "ESC-9", event: EscrowEvent::Expire, from: &[S::AwaitingPayment], to: Some(S::Expired) },
     Transition { rule: "ESC-10", event: EscrowEvent::MarkDelivered, from: &[S::Funded], to: Some(S::Delivered) },
@@ -189,7 +204,12 @@ pub const TRANSITIONS: &[Transition] = &[
         to: Some(S::ReleasePending),
     },
     Transition { rule: "ESC-12", event: EscrowEvent::AutoRelease, from: &[S::Delivered], to: Some(S::ReleasePending) },
-    Transition { rule: "ESC-13", event: EscrowEvent::OpenDispute, from: &[S::Funded, S::Delivered], to: Some(S::Disputed) },
+    Transition {
+        rule: "ESC-13",
+        event: EscrowEvent::OpenDispute,
+        from: &[S::Funded, S::Delivered],
+        to: Some(S::Disputed),
+    },
     Transition {
         rule: "ESC-14",
         event: EscrowEvent::ResolveRelease,
@@ -203,8 +223,18 @@ pub const TRANSITIONS: &[Transition] = &[
         from: &[S::Funded, S::Delivered],
         to: Some(S::RefundPending),
     },
-    Transition { rule: "ESC-16", event: EscrowEvent::PayoutConfirmed, from: &[S::ReleasePending], to: Some(S::Released) },
-    Transition { rule: "ESC-17", event: EscrowEvent::RefundConfirmed, from: &[S::RefundPending], to: Some(S::Refunded) },
+    Transition {
+        rule: "ESC-16",
+        event: EscrowEvent::PayoutConfirmed,
+        from: &[S::ReleasePending],
+        to: Some(S::Released),
+    },
+    Transition {
+        rule: "ESC-17",
+        event: EscrowEvent::RefundConfirmed,
+        from: &[S::RefundPending],
+        to: Some(S::Refunded),
+    },
     Transition {
         rule: "ESC-18",
         event: EscrowEvent::PayoutFailed,
@@ -285,7 +315,8 @@ mod tests {
     #[test]
     fn every_state_but_creation_is_reachable_in_the_table() {
         for state in EscrowState::ALL {
-            let reachable = TRANSITIONS.iter().any(|t| t.to == Some(state) || (t.to.is_none() && t.from.contains(&state)));
+            let reachable =
+                TRANSITIONS.iter().any(|t| t.to == Some(state) || (t.to.is_none() && t.from.contains(&state)));
             assert!(reachable, "{state} is not reachable");
         }
     }

@@ -385,7 +385,10 @@ impl Script {
                     self.escrows.push((*id, *buyer, *seller, amount));
                 }
             }
-            (Op::RefundVoluntarily { escrow } | Op::ResolveDispute { escrow, resolution: Resolution::Refund }, Ok(_)) => {
+            (
+                Op::RefundVoluntarily { escrow } | Op::ResolveDispute { escrow, resolution: Resolution::Refund },
+                Ok(_),
+            ) => {
                 self.refunding.push(escrow);
                 if let Ok(Accepted::PendingApproval(id)) = outcome {
                     self.approvals.push(*id);
@@ -402,7 +405,8 @@ impl Script {
             (Op::DeliverWebhook { .. }, _) => {}
             (_, Err(crate::refusal::Refusal::Unauthenticated)) => {
                 // The token died (expiry, revocation): sign in again at the next call.
-                if let Some(slot) = self.credentials.iter_mut().find(|c| c.access == request.auth && c.access.is_some()) {
+                if let Some(slot) = self.credentials.iter_mut().find(|c| c.access == request.auth && c.access.is_some())
+                {
                     slot.access = None;
                 }
             }
@@ -447,62 +451,62 @@ impl Script {
         }
     }
 
-    fn call(&self, out: &mut Vec<Planned>, actor: Option<u8>, op: Op, step_up: bool) {
-        let Some(actor) = actor else {
-            out.push(Planned::Call(Request::anonymous(op)));
-            return;
-        };
-        let Some(user) = self.users.get(actor as usize).copied() else { return };
+    /// The request that calls `op` as cast member `actor` (anonymous for `None`), or the one that must come first.
+    /// With `step_up`, a rightful admin steps up first when its step-up is missing or older than the window.
+    fn call(&self, actor: Option<u8>, op: Op, step_up: bool) -> Option<Planned> {
+        let Some(actor) = actor else { return Some(Planned::Call(Request::anonymous(op))) };
+        let user = self.users.get(actor as usize).copied()?;
         let credentials = self.credentials[actor as usize];
         let needs_step_up = step_up
             && CAST[actor as usize] == Role::Admin
             && credentials.step_up_at.is_none_or(|at| self.elapsed - at >= crate::authz::STEP_UP_WINDOW_SECONDS);
-        out.push(match credentials.access {
+        Some(match credentials.access {
             None => Planned::Prepare(Request::anonymous(Op::SignIn {
                 name: SignInName::Account(user),
                 password_ok: true,
                 client: ClientId(u32::from(actor)),
             })),
-            Some(token) if needs_step_up => Planned::Prepare(Request::by(token, Op::StepUp { password_ok: true, totp_ok: true })),
+            Some(token) if needs_step_up => {
+                Planned::Prepare(Request::by(token, Op::StepUp { password_ok: true, totp_ok: true }))
+            }
             Some(token) => Planned::Call(Request::by(token, op)),
-        });
+        })
     }
 
     /// The next request for one step: a sign-in first when the actor has no live session, else the call itself.
     /// `None` when the step does not apply yet (no escrow, approval or dead letter to name).
     pub fn plan(&self, step: &Step) -> Option<Planned> {
-        let mut out = Vec::new();
-        let call = |out: &mut Vec<Planned>, actor: Option<u8>, op: Op| self.call(out, actor, op, false);
-        // A rightful admin steps up first when its step-up is missing or older than the window.
-        let prepared = |out: &mut Vec<Planned>, actor: Option<u8>, op: Op| self.call(out, actor, op, true);
-        let push = |out: &mut Vec<Planned>, request: Request| out.push(Planned::Call(request));
+        let call = |actor: Option<u8>, op: Op| self.call(actor, op, false);
+        let prepared = |actor: Option<u8>, op: Op| self.call(actor, op, true);
+        let send = |op: Op| Some(Planned::Call(Request::anonymous(op)));
         let admin = |second: bool| Some(if second { 5 } else { 4 });
+        let deliver = |notice: Notice, authentic: bool| {
+            send(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic })
+        };
         match step {
             Step::SignIn { actor, password_ok } => {
-                if let Some(user) = self.users.get(*actor as usize) {
-                    push(&mut out, Request::anonymous(Op::SignIn {
-                        name: SignInName::Account(*user),
-                        password_ok: *password_ok,
-                        client: ClientId(u32::from(*actor)),
-                    }));
-                }
+                let user = self.users.get(*actor as usize)?;
+                send(Op::SignIn {
+                    name: SignInName::Account(*user),
+                    password_ok: *password_ok,
+                    client: ClientId(u32::from(*actor)),
+                })
             }
             Step::Refresh { actor, reuse } => {
                 let c = self.credentials.get(*actor as usize).copied().unwrap_or_default();
-                if let Some(token) = if *reuse { c.used_refresh } else { c.refresh } {
-                    push(&mut out, Request::anonymous(Op::Refresh { token }));
-                }
+                let token = if *reuse { c.used_refresh } else { c.refresh }?;
+                send(Op::Refresh { token })
             }
-            Step::Logout { actor } => call(&mut out, Some(*actor), Op::Logout),
-            Step::StepUp { actor, ok } => call(&mut out, Some(*actor), Op::StepUp { password_ok: *ok, totp_ok: true }),
+            Step::Logout { actor } => call(Some(*actor), Op::Logout),
+            Step::StepUp { actor, ok } => call(Some(*actor), Op::StepUp { password_ok: *ok, totp_ok: true }),
             Step::Create { buyer, seller, major, currency, provider, extra } => {
                 let currency = Currency::ALL[*currency as usize % Currency::ALL.len()];
                 let amount = Money::from_minor(major * currency.minor_per_major(), currency);
-                let Some(seller) = self.users.get(*seller as usize).copied() else { return None };
-                call(&mut out, Some(*buyer), Op::CreateEscrow { seller, amount, provider: *provider, extra: *extra });
+                let seller = self.users.get(*seller as usize).copied()?;
+                call(Some(*buyer), Op::CreateEscrow { seller, amount, provider: *provider, extra: *extra })
             }
             Step::Act { escrow, who, act } => {
-                let Some((id, buyer, seller, amount)) = self.escrow(*escrow) else { return None };
+                let (id, buyer, seller, amount) = self.escrow(*escrow)?;
                 let actor = self.actor_index(*who, Some(*act), buyer, seller);
                 let op = match *act {
                     EscrowAct::StartPayment => Op::StartPayment { escrow: id },
@@ -519,47 +523,36 @@ impl Script {
                     EscrowAct::Update(field) => Op::UpdateEscrow { escrow: id, field },
                     EscrowAct::SubmitProof { tx, exact, right_destination } => {
                         let claimed = if exact { amount.minor } else { amount.minor / 2 };
-                        Op::SubmitPaymentProof {
-                            escrow: id,
-                            proof: Proof {
-                                tx_hash: format!("0xproof{tx}"),
-                                amount: Money::from_minor(claimed.max(1), amount.currency),
-                                destination: if right_destination { "platform-wallet" } else { "attacker-wallet" }.to_owned(),
-                            },
-                        }
+                        let destination = if right_destination { "platform-wallet" } else { "attacker-wallet" };
+                        let proof = Proof {
+                            tx_hash: format!("0xproof{tx}"),
+                            amount: Money::from_minor(claimed.max(1), amount.currency),
+                            destination: destination.to_owned(),
+                        };
+                        Op::SubmitPaymentProof { escrow: id, proof }
                     }
                 };
-                if *who == Who::Rightful {
-                    prepared(&mut out, actor, op);
-                } else {
-                    call(&mut out, actor, op);
-                }
+                if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }
             }
-            Step::List { who } => call(&mut out, self.actor_index(*who, None, 0, 1), Op::ListEscrows),
+            Step::List { who } => call(self.actor_index(*who, None, 0, 1), Op::ListEscrows),
             Step::ApprovePending { approval, second } => {
-                if !self.approvals.is_empty() {
-                    let approval = self.approvals[*approval as usize % self.approvals.len()];
-                    prepared(&mut out, admin(*second), Op::ApprovePending { approval });
-                }
+                let approval = *self.approvals.get(*approval as usize % self.approvals.len().max(1))?;
+                prepared(admin(*second), Op::ApprovePending { approval })
             }
             Step::ChangeRole { target, role } => {
-                if let Some(user) = self.users.get(*target as usize).copied() {
-                    call(&mut out, admin(false), Op::ChangeRole { user, role: *role });
-                }
+                let user = self.users.get(*target as usize).copied()?;
+                call(admin(false), Op::ChangeRole { user, role: *role })
             }
             Step::RevokeSessions { target } => {
-                if let Some(user) = self.users.get(*target as usize).copied() {
-                    call(&mut out, admin(true), Op::RevokeUserSessions { user });
-                }
+                let user = self.users.get(*target as usize).copied()?;
+                call(admin(true), Op::RevokeUserSessions { user })
             }
             Step::ReplayDeadLetter { dead_letter } => {
-                if self.dead_letters > 0 {
-                    let id = DeadLetterId(u32::from(*dead_letter) % self.dead_letters);
-                    call(&mut out, admin(false), Op::ReplayDeadLetter { dead_letter: id });
-                }
+                let id = DeadLetterId(u32::from(*dead_letter).checked_rem(self.dead_letters)?);
+                call(admin(false), Op::ReplayDeadLetter { dead_letter: id })
             }
             Step::Pay { escrow, portion, wrong_currency, event, authentic } => {
-                let Some((id, _, _, amount)) = self.escrow(*escrow) else { return None };
+                let (id, _, _, amount) = self.escrow(*escrow)?;
                 let minor = match portion {
                     Portion::Due => amount.minor,
                     Portion::Half => (amount.minor / 2).max(1),
@@ -575,15 +568,18 @@ impl Script {
                     reference: invoice_external_id(id),
                     kind: NoticeKind::Payment(Money::from_minor(minor, currency)),
                 };
-                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: *authentic }));
+                deliver(notice, *authentic)
             }
             Step::PaymentPending { escrow, event } => {
-                let Some((id, ..)) = self.escrow(*escrow) else { return None };
-                let notice = Notice { event: format!("pending-{}-{event}", id.0), reference: invoice_external_id(id), kind: NoticeKind::Pending };
-                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: true }));
+                let (id, ..) = self.escrow(*escrow)?;
+                let reference = invoice_external_id(id);
+                deliver(
+                    Notice { event: format!("pending-{}-{event}", id.0), reference, kind: NoticeKind::Pending },
+                    true,
+                )
             }
             Step::PayoutNotice { escrow, confirmed, event } => {
-                let Some((id, ..)) = self.escrow(*escrow) else { return None };
+                let (id, ..) = self.escrow(*escrow)?;
                 // Mostly the confirmation the escrow's direction calls for, sometimes the other one (out of order).
                 let refunding = self.refunding.contains(&id) != (event % 5 == 4);
                 let kind = match (confirmed, refunding) {
@@ -591,15 +587,14 @@ impl Script {
                     (true, false) => NoticeKind::PayoutConfirmed,
                     (true, true) => NoticeKind::RefundConfirmed,
                 };
-                let notice = Notice { event: format!("payout-{}-{event}", id.0), reference: payout_idempotency_key(id), kind };
-                push(&mut out, Request::anonymous(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic: true }));
+                let reference = payout_idempotency_key(id);
+                deliver(Notice { event: format!("payout-{}-{event}", id.0), reference, kind }, true)
             }
             Step::ProviderStatus { provider, status } => {
-                push(&mut out, Request::anonymous(Op::SetProviderStatus { provider: *provider, status: *status }));
+                send(Op::SetProviderStatus { provider: *provider, status: *status })
             }
-            Step::Clock { seconds } => push(&mut out, Request::anonymous(Op::AdvanceClock { seconds: *seconds })),
+            Step::Clock { seconds } => send(Op::AdvanceClock { seconds: *seconds }),
         }
-        out.pop()
     }
 }
 

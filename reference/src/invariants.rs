@@ -145,11 +145,27 @@ impl Invariant {
 /// Every invariant, in rule order.
 pub const REGISTRY: &[Invariant] = &[
     Invariant { id: "LED-1", title: "every entry balances to zero per currency", check: led1_entries_balance },
-    Invariant { id: "LED-2", title: "all balances sum to zero per currency and agree with the entries", check: led2_trial_balance },
-    Invariant { id: "LED-3", title: "an escrow account holds what it received while open, and nothing after", check: led3_escrow_holds },
-    Invariant { id: "LED-4", title: "at most one release and one refund per escrow, never both", check: led4_single_outcome },
+    Invariant {
+        id: "LED-2",
+        title: "all balances sum to zero per currency and agree with the entries",
+        check: led2_trial_balance,
+    },
+    Invariant {
+        id: "LED-3",
+        title: "an escrow account holds what it received while open, and nothing after",
+        check: led3_escrow_holds,
+    },
+    Invariant {
+        id: "LED-4",
+        title: "at most one release and one refund per escrow, never both",
+        check: led4_single_outcome,
+    },
     Invariant { id: "LED-5", title: "fee and payout are exact; payout + fee = amount", check: led5_fee_exact },
-    Invariant { id: "LED-6", title: "each external event and action causes at most one entry", check: led6_unique_cause },
+    Invariant {
+        id: "LED-6",
+        title: "each external event and action causes at most one entry",
+        check: led6_unique_cause,
+    },
     Invariant { id: "LED-7", title: "the ledger is append-only", check: led7_append_only },
     Invariant { id: "LED-8", title: "state and money move together", check: led8_state_matches_money },
     Invariant { id: "LED-9", title: "no liability account below zero", check: led9_no_negative_liability },
@@ -192,7 +208,13 @@ impl Checker {
     }
 }
 
-fn violation(out: &mut Vec<Violation>, invariant: &'static str, escrow: Option<EscrowId>, entry: Option<EntryId>, message: String) {
+fn violation(
+    out: &mut Vec<Violation>,
+    invariant: &'static str,
+    escrow: Option<EscrowId>,
+    entry: Option<EntryId>,
+    message: String,
+) {
     out.push(Violation { invariant, message, escrow, entry });
 }
 
@@ -207,11 +229,23 @@ fn sums_per_currency<'p>(postings: impl Iterator<Item = &'p Posting>) -> BTreeMa
 fn led1_entries_balance(obs: &Observation<'_>, _: &History, out: &mut Vec<Violation>) {
     for e in obs.entries {
         if e.postings.len() < 2 {
-            violation(out, "LED-1", e.escrow, Some(e.id), format!("{} has {} posting(s); an entry needs two or more", e.id, e.postings.len()));
+            violation(
+                out,
+                "LED-1",
+                e.escrow,
+                Some(e.id),
+                format!("{} has {} posting(s); an entry needs two or more", e.id, e.postings.len()),
+            );
         }
         for (currency, sum) in sums_per_currency(e.postings.iter()) {
             if sum != 0 {
-                violation(out, "LED-1", e.escrow, Some(e.id), format!("{} does not balance in {currency}: postings sum to {sum} minor units", e.id));
+                violation(
+                    out,
+                    "LED-1",
+                    e.escrow,
+                    Some(e.id),
+                    format!("{} does not balance in {currency}: postings sum to {sum} minor units", e.id),
+                );
             }
         }
     }
@@ -234,13 +268,25 @@ fn led2_trial_balance(obs: &Observation<'_>, _: &History, out: &mut Vec<Violatio
     for ((account, currency), raw) in obs.balances {
         let expected = from_entries.remove(&(*account, *currency)).unwrap_or(0);
         if expected != *raw {
-            violation(out, "LED-2", account.escrow(), None, format!("balance of {account} in {currency} is {raw} but its entries sum to {expected}"));
+            violation(
+                out,
+                "LED-2",
+                account.escrow(),
+                None,
+                format!("balance of {account} in {currency} is {raw} but its entries sum to {expected}"),
+            );
         }
     }
     let mut missing: Vec<_> = from_entries.into_iter().filter(|(_, v)| *v != 0).collect();
     missing.sort();
     for ((account, currency), expected) in missing {
-        violation(out, "LED-2", account.escrow(), None, format!("no balance reported for {account} in {currency}, whose entries sum to {expected}"));
+        violation(
+            out,
+            "LED-2",
+            account.escrow(),
+            None,
+            format!("no balance reported for {account} in {currency}, whose entries sum to {expected}"),
+        );
     }
 }
 
@@ -260,16 +306,34 @@ fn led3_escrow_holds(obs: &Observation<'_>, _: &History, out: &mut Vec<Violation
         let account = Account::Escrow(f.id);
         if f.state.holds_nothing() {
             if held != 0 {
-                violation(out, "LED-3", Some(f.id), None, format!("{account} holds {held} minor units in state {}, where it must hold 0", f.state));
+                violation(
+                    out,
+                    "LED-3",
+                    Some(f.id),
+                    None,
+                    format!("{account} holds {held} minor units in state {}, where it must hold 0", f.state),
+                );
             }
             continue;
         }
         if held < 0 || held > f.amount.minor {
-            violation(out, "LED-3", Some(f.id), None, format!("{account} holds {held} minor units, outside 0..={} (the amount)", f.amount.minor));
+            violation(
+                out,
+                "LED-3",
+                Some(f.id),
+                None,
+                format!("{account} holds {held} minor units, outside 0..={} (the amount)", f.amount.minor),
+            );
         } else if let Some(received) = f.received
             && received != held
         {
-            violation(out, "LED-3", Some(f.id), None, format!("{account} holds {held} minor units but the escrow reports {received} received"));
+            violation(
+                out,
+                "LED-3",
+                Some(f.id),
+                None,
+                format!("{account} holds {held} minor units but the escrow reports {received} received"),
+            );
         }
     }
 }
@@ -291,13 +355,31 @@ fn led4_single_outcome(obs: &Observation<'_>, _: &History, out: &mut Vec<Violati
         let releases: Vec<_> = entries_of(obs.entries, id, EntryKind::Release).map(|e| e.id).collect();
         let refunds: Vec<_> = entries_of(obs.entries, id, EntryKind::Refund).map(|e| e.id).collect();
         if releases.len() > 1 {
-            violation(out, "LED-4", Some(id), releases.get(1).copied(), format!("{id} has {} release entries: {}", releases.len(), list(&releases)));
+            violation(
+                out,
+                "LED-4",
+                Some(id),
+                releases.get(1).copied(),
+                format!("{id} has {} release entries: {}", releases.len(), list(&releases)),
+            );
         }
         if refunds.len() > 1 {
-            violation(out, "LED-4", Some(id), refunds.get(1).copied(), format!("{id} has {} refund entries: {}", refunds.len(), list(&refunds)));
+            violation(
+                out,
+                "LED-4",
+                Some(id),
+                refunds.get(1).copied(),
+                format!("{id} has {} refund entries: {}", refunds.len(), list(&refunds)),
+            );
         }
         if let (Some(r), Some(f)) = (releases.first(), refunds.first()) {
-            violation(out, "LED-4", Some(id), Some(*f.max(r)), format!("{id} has both a release ({r}) and a refund ({f})"));
+            violation(
+                out,
+                "LED-4",
+                Some(id),
+                Some(*f.max(r)),
+                format!("{id} has both a release ({r}) and a refund ({f})"),
+            );
         }
     }
 }
@@ -313,12 +395,19 @@ fn led5_fee_exact(obs: &Observation<'_>, _: &History, out: &mut Vec<Violation>) 
             violation(out, "LED-5", None, Some(e.id), format!("release {} names no escrow", e.id));
             continue;
         };
-        let sum_on = |account: Account| e.postings.iter().filter(|p| p.account == account).map(|p| p.amount).sum::<i128>();
+        let sum_on =
+            |account: Account| e.postings.iter().filter(|p| p.account == account).map(|p| p.amount).sum::<i128>();
         let released = sum_on(Account::Escrow(id));
         let payout = -sum_on(Account::Payout(id));
         let fee = -sum_on(Account::Fees);
         let Some(f) = facts.get(&id) else {
-            violation(out, "LED-5", Some(id), Some(e.id), format!("release {} is for {id}, which the target does not report", e.id));
+            violation(
+                out,
+                "LED-5",
+                Some(id),
+                Some(e.id),
+                format!("release {} is for {id}, which the target does not report", e.id),
+            );
             continue;
         };
         let expected_fee = platform_fee(f.amount.minor, f.fee_bps);
@@ -406,10 +495,22 @@ fn led8_state_matches_money(obs: &Observation<'_>, _: &History, out: &mut Vec<Vi
         }
         let held = escrow_balance(obs.entries, f.id, f.amount.currency);
         if f.state.fully_held() && held != f.amount.minor {
-            violation(out, "LED-8", Some(f.id), None, format!("{} is {} but holds {held} of {} minor units", f.id, f.state, f.amount.minor));
+            violation(
+                out,
+                "LED-8",
+                Some(f.id),
+                None,
+                format!("{} is {} but holds {held} of {} minor units", f.id, f.state, f.amount.minor),
+            );
         }
         if matches!(f.state, S::AwaitingPayment | S::PaymentReview) && held >= f.amount.minor {
-            violation(out, "LED-8", Some(f.id), None, format!("{} holds its whole amount but is still {}", f.id, f.state));
+            violation(
+                out,
+                "LED-8",
+                Some(f.id),
+                None,
+                format!("{} holds its whole amount but is still {}", f.id, f.state),
+            );
         }
     }
 }
@@ -422,7 +523,13 @@ fn led9_no_negative_liability(obs: &Observation<'_>, _: &History, out: &mut Vec<
     for ((account, currency), raw) in sums {
         if account.kind() == AccountKind::Liability && raw > 0 {
             let last = obs.entries.iter().rev().find(|e| e.postings.iter().any(|p| p.account == account)).map(|e| e.id);
-            violation(out, "LED-9", account.escrow(), last, format!("{account} is at {} minor units of {currency}, below zero", -raw));
+            violation(
+                out,
+                "LED-9",
+                account.escrow(),
+                last,
+                format!("{account} is at {} minor units of {currency}, below zero", -raw),
+            );
         }
     }
 }
@@ -433,7 +540,13 @@ fn led10_server_records(obs: &Observation<'_>, _: &History, out: &mut Vec<Violat
         for p in e.postings.iter().filter(|p| matches!(p.account, Account::Escrow(_)) && p.amount < 0) {
             let Account::Escrow(id) = p.account else { continue };
             if e.kind != EntryKind::Payment {
-                violation(out, "LED-10", Some(id), Some(e.id), format!("{} ({:?}) credits escrow:{}; only payments may", e.id, e.kind, id.0));
+                violation(
+                    out,
+                    "LED-10",
+                    Some(id),
+                    Some(e.id),
+                    format!("{} ({:?}) credits escrow:{}; only payments may", e.id, e.kind, id.0),
+                );
                 continue;
             }
             let Some(f) = facts.get(&id) else { continue };
@@ -443,7 +556,10 @@ fn led10_server_records(obs: &Observation<'_>, _: &History, out: &mut Vec<Violat
                     "LED-10",
                     Some(id),
                     Some(e.id),
-                    format!("{} credits {id} in {} but the escrow is in {}; a wrong currency goes to suspense", e.id, p.currency, f.amount.currency),
+                    format!(
+                        "{} credits {id} in {} but the escrow is in {}; a wrong currency goes to suspense",
+                        e.id, p.currency, f.amount.currency
+                    ),
                 );
             }
             if let (Some(bound), Some(named)) = (&f.invoice, &e.invoice)
@@ -465,7 +581,13 @@ fn esc21_versions(obs: &Observation<'_>, history: &History, out: &mut Vec<Violat
     for f in obs.escrows {
         let Some(seen) = history.escrows.get(&f.id) else { continue };
         if f.version < seen.version {
-            violation(out, "ESC-21", Some(f.id), None, format!("{} went from version {} back to {}", f.id, seen.version, f.version));
+            violation(
+                out,
+                "ESC-21",
+                Some(f.id),
+                None,
+                format!("{} went from version {} back to {}", f.id, seen.version, f.version),
+            );
         } else if f.state != seen.state && f.version == seen.version {
             violation(
                 out,
@@ -487,11 +609,18 @@ fn esc22_terminal_final(obs: &Observation<'_>, history: &History, out: &mut Vec<
         {
             violation(out, "ESC-22", Some(*id), None, format!("{id} left terminal state {} for {now}", seen.state));
         }
-        let late: HashSet<EntryId> = obs.entries.iter().skip(since).filter(|e| e.escrow == Some(*id)).map(|e| e.id).collect();
+        let late: HashSet<EntryId> =
+            obs.entries.iter().skip(since).filter(|e| e.escrow == Some(*id)).map(|e| e.id).collect();
         let mut late: Vec<_> = late.into_iter().collect();
         late.sort();
         for entry in late {
-            violation(out, "ESC-22", Some(*id), Some(entry), format!("{entry} was written for {id} after it became {}", seen.state));
+            violation(
+                out,
+                "ESC-22",
+                Some(*id),
+                Some(entry),
+                format!("{entry} was written for {id} after it became {}", seen.state),
+            );
         }
     }
 }

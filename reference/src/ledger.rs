@@ -282,7 +282,10 @@ mod tests {
     fn release_postings_follow_the_fee_rule() {
         let amount = Money::from_minor(12_550, Currency::Usd);
         let postings = release_postings(EscrowId(7), amount, 250);
-        assert_eq!(postings[0], Posting { account: Account::Escrow(EscrowId(7)), currency: Currency::Usd, amount: 12_550 });
+        assert_eq!(
+            postings[0],
+            Posting { account: Account::Escrow(EscrowId(7)), currency: Currency::Usd, amount: 12_550 }
+        );
         assert_eq!(postings[1].amount, -(12_550 - 313));
         assert_eq!(postings[2], Posting { account: Account::Fees, currency: Currency::Usd, amount: -313 });
         assert_eq!(postings.iter().map(|p| p.amount).sum::<i128>(), 0);
@@ -298,7 +301,10 @@ mod tests {
             Timestamp(0),
             EntryKind::Payment,
             None,
-            vec![Posting::debit(Account::Provider(Provider::Shkeeper), m), Posting::credit(Account::Escrow(EscrowId(1)), m)],
+            vec![
+                Posting::debit(Account::Provider(Provider::Shkeeper), m),
+                Posting::credit(Account::Escrow(EscrowId(1)), m),
+            ],
         );
         assert_eq!(ledger.balance(Account::Provider(Provider::Shkeeper), Currency::Usdt), 500);
         assert_eq!(ledger.balance(Account::Escrow(EscrowId(1)), Currency::Usdt), 500);

@@ -121,7 +121,10 @@ pub fn check_on_model(steps: &[Step], coverage: &mut Coverage) -> Result<(), Mod
             if delivery && after.dead_letters == before.dead_letters {
                 problems.push(("WH-5", "WH-5: a refused delivery left no dead letter".to_owned()));
             } else if after != expected {
-                problems.push(("ESC-19", format!("ESC-19: refused with {outcome:?} but changed {before:?} into {after:?}")));
+                problems.push((
+                    "ESC-19",
+                    format!("ESC-19: refused with {outcome:?} but changed {before:?} into {after:?}"),
+                ));
             }
         }
         if admin_call {

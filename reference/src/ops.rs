@@ -142,7 +142,8 @@ impl OperationKind {
     /// Whether a call changes something on the server: an escrow, funds, an account, or the caller's own session.
     /// Which of these support may still call (its own session) is [`crate::authz::authorize`]'s decision, not this.
     pub const fn changes_state(self) -> bool {
-        !matches!(self.class(), OperationClass::Read | OperationClass::StaffRead) && !matches!(self, OperationKind::DeliverWebhook)
+        !matches!(self.class(), OperationClass::Read | OperationClass::StaffRead)
+            && !matches!(self, OperationKind::DeliverWebhook)
     }
 }
 

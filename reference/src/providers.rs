@@ -71,7 +71,13 @@ impl ProofFlag {
 
 /// The flags of a proof claiming `claimed` was sent to `destination` in transaction `tx_hash`, for an escrow that
 /// still has `due` to receive. `tx_hash_seen` says whether that hash was used before on any escrow.
-pub fn proof_flags(claimed: Money, destination: &str, due: Money, tx_hash_seen: bool, platform_address: &str) -> Vec<ProofFlag> {
+pub fn proof_flags(
+    claimed: Money,
+    destination: &str,
+    due: Money,
+    tx_hash_seen: bool,
+    platform_address: &str,
+) -> Vec<ProofFlag> {
     let mut flags = Vec::new();
     if tx_hash_seen {
         flags.push(ProofFlag::TxHashReused);
@@ -136,7 +142,10 @@ mod tests {
         let due = Money::from_minor(500, USD);
         assert!(proof_flags(due, "platform", due, false, "platform").is_empty());
         assert_eq!(proof_flags(due, "platform", due, true, "platform"), vec![ProofFlag::TxHashReused]);
-        assert_eq!(proof_flags(Money::from_minor(499, USD), "platform", due, false, "platform"), vec![ProofFlag::AmountMismatch]);
+        assert_eq!(
+            proof_flags(Money::from_minor(499, USD), "platform", due, false, "platform"),
+            vec![ProofFlag::AmountMismatch]
+        );
         assert_eq!(
             proof_flags(Money::from_minor(500, Currency::Btc), "elsewhere", due, false, "platform"),
             vec![ProofFlag::CurrencyMismatch, ProofFlag::WrongDestination]

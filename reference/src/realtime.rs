@@ -117,7 +117,11 @@ mod tests {
         ];
         let (must, must_not) = audience(&listeners, escrow, PARTIES);
         assert_eq!(must, vec![UserId(1), UserId(2), UserId(4)]);
-        assert_eq!(must_not, vec![UserId(3), UserId(5)], "a stranger's subscription and unsubscribed staff get nothing");
+        assert_eq!(
+            must_not,
+            vec![UserId(3), UserId(5)],
+            "a stranger's subscription and unsubscribed staff get nothing"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ use crate::providers::{
     ProviderStatus, allocate_payment, invoice_external_id, is_high_risk, payout_idempotency_key, proof_flags,
 };
 use crate::refusal::Refusal;
-use crate::sessions::{AccessToken, ClientId, RefreshToken, SessionConfig, SessionStore, SessionSummary, SignInName, Tokens};
+use crate::sessions::{
+    AccessToken, ClientId, RefreshToken, SessionConfig, SessionStore, SessionSummary, SignInName, Tokens,
+};
 
 /// The backend's parameters; [`Config::default`] is SPEC's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -727,7 +729,9 @@ impl World {
                 self.sessions.on_password_change(me()?, Some(session()?), now);
                 Ok(Accepted::Done)
             }
-            Op::CreateEscrow { seller, amount, provider, extra } => self.create_escrow(me()?, *seller, *amount, *provider, *extra),
+            Op::CreateEscrow { seller, amount, provider, extra } => {
+                self.create_escrow(me()?, *seller, *amount, *provider, *extra)
+            }
             Op::GetEscrow { escrow } => Ok(Accepted::Escrow(*escrow)),
             Op::ListEscrows => {
                 let (user, staff) = match caller.principal {
@@ -773,7 +777,8 @@ impl World {
                 let e = &self.escrows[escrow.0 as usize];
                 transition(e.state, event).ok_or(Refusal::InvalidTransition)?;
                 if is_high_risk(e.amount, self.config.high_risk_threshold_major) {
-                    return Ok(self.request_approval(me()?, PendingAction::Resolve { escrow: *escrow, resolution: *resolution }));
+                    return Ok(self
+                        .request_approval(me()?, PendingAction::Resolve { escrow: *escrow, resolution: *resolution }));
                 }
                 self.resolve(*escrow, *resolution)
             }
@@ -926,15 +931,25 @@ impl World {
         self.book_payment(Provider::ManualWallet, id, proof.amount, cause, None);
         let e = &mut self.escrows[id.0 as usize];
         e.proof = None;
-        let event =
-            if e.received >= e.amount.minor { EscrowEvent::ApproveProofCompletes } else { EscrowEvent::ApproveProofPartial };
+        let event = if e.received >= e.amount.minor {
+            EscrowEvent::ApproveProofCompletes
+        } else {
+            EscrowEvent::ApproveProofPartial
+        };
         self.change_state(id, event)?;
         Ok(Accepted::Escrow(id))
     }
 
     /// Books a payment on an open escrow (allocation of SPEC §2); a wrong currency goes to suspense (LED-10).
     /// Returns whether it went to suspense.
-    fn book_payment(&mut self, provider: Provider, id: EscrowId, paid: Money, cause: Cause, invoice: Option<String>) -> bool {
+    fn book_payment(
+        &mut self,
+        provider: Provider,
+        id: EscrowId,
+        paid: Money,
+        cause: Cause,
+        invoice: Option<String>,
+    ) -> bool {
         let e = &self.escrows[id.0 as usize];
         let allocation = allocate_payment(e.amount, e.received, paid, !e.state.is_terminal());
         let mut postings = vec![Posting::debit(Account::Provider(provider), paid)];
@@ -998,7 +1013,13 @@ impl World {
 
     fn request_payout(&mut self, id: EscrowId, amount: Money, refund: bool) {
         self.escrows[id.0 as usize].payout = Some(PayoutProgress { requested_at: self.now, attempts: 1, failures: 0 });
-        self.payout_requests.push(PayoutRequest { escrow: id, key: payout_idempotency_key(id), amount, refund, time: self.now });
+        self.payout_requests.push(PayoutRequest {
+            escrow: id,
+            key: payout_idempotency_key(id),
+            amount,
+            refund,
+            time: self.now,
+        });
     }
 
     fn resolve(&mut self, id: EscrowId, resolution: Resolution) -> Outcome {
@@ -1050,7 +1071,9 @@ impl World {
     }
 
     fn void_approvals_of(&mut self, user: UserId) {
-        for approval in self.approvals.iter_mut().filter(|a| a.requested_by == user && a.status == ApprovalStatus::Pending) {
+        for approval in
+            self.approvals.iter_mut().filter(|a| a.requested_by == user && a.status == ApprovalStatus::Pending)
+        {
             approval.status = ApprovalStatus::Void;
         }
     }
@@ -1078,14 +1101,26 @@ impl World {
     }
 
     /// A provider's delivery (WH-3…WH-5, WH-9, ESC-3/4/16/17/18, LED-10).
-    fn deliver(&mut self, provider: Provider, notice: &Notice, authentic: bool, replay_of: Option<DeadLetterId>) -> Outcome {
+    fn deliver(
+        &mut self,
+        provider: Provider,
+        notice: &Notice,
+        authentic: bool,
+        replay_of: Option<DeadLetterId>,
+    ) -> Outcome {
         use crate::webhooks::DeadLetterReason as Reason;
         if !self.providers[provider_index(provider)].enabled {
             self.dead_letter(provider, notice, authentic, Reason::ProviderDisabled, replay_of);
             return Err(Refusal::ProviderDisabled);
         }
         if !authentic {
-            self.dead_letter(provider, notice, authentic, Reason::AuthenticationFailed("signature".to_owned()), replay_of);
+            self.dead_letter(
+                provider,
+                notice,
+                authentic,
+                Reason::AuthenticationFailed("signature".to_owned()),
+                replay_of,
+            );
             return Err(Refusal::WebhookUnauthenticated);
         }
         if !self.processed_events.insert((provider, notice.event.clone())) {
@@ -1096,19 +1131,41 @@ impl World {
             NoticeKind::Pending => Ok(Accepted::Done),
             NoticeKind::Payment(paid) => {
                 let Some(id) = self.invoices.get(&notice.reference).copied() else {
-                    let postings = vec![Posting::debit(Account::Provider(provider), *paid), Posting::credit(Account::Suspense, *paid)];
-                    self.ledger.append(cause, None, self.now, EntryKind::Unmatched, Some(notice.reference.clone()), postings);
-                    return Ok(Accepted::DeadLettered(self.dead_letter(provider, notice, authentic, Reason::UnknownInvoice, replay_of)));
+                    let postings = vec![
+                        Posting::debit(Account::Provider(provider), *paid),
+                        Posting::credit(Account::Suspense, *paid),
+                    ];
+                    self.ledger.append(
+                        cause,
+                        None,
+                        self.now,
+                        EntryKind::Unmatched,
+                        Some(notice.reference.clone()),
+                        postings,
+                    );
+                    return Ok(Accepted::DeadLettered(self.dead_letter(
+                        provider,
+                        notice,
+                        authentic,
+                        Reason::UnknownInvoice,
+                        replay_of,
+                    )));
                 };
                 let state = self.escrows[id.0 as usize].state;
                 let to_suspense = self.book_payment(provider, id, *paid, cause, Some(notice.reference.clone()));
                 if to_suspense {
                     let reason = if state.is_terminal() { Reason::ProcessingFailed } else { Reason::CurrencyMismatch };
-                    return Ok(Accepted::DeadLettered(self.dead_letter(provider, notice, authentic, reason, replay_of)));
+                    return Ok(Accepted::DeadLettered(
+                        self.dead_letter(provider, notice, authentic, reason, replay_of),
+                    ));
                 }
                 let e = &self.escrows[id.0 as usize];
                 if state == EscrowState::AwaitingPayment {
-                    let event = if e.received >= e.amount.minor { EscrowEvent::PaymentCompletes } else { EscrowEvent::PaymentPartial };
+                    let event = if e.received >= e.amount.minor {
+                        EscrowEvent::PaymentCompletes
+                    } else {
+                        EscrowEvent::PaymentPartial
+                    };
                     self.change_state(id, event)?;
                 }
                 Ok(Accepted::Escrow(id))
@@ -1118,7 +1175,13 @@ impl World {
                 let applied = escrow.and_then(|id| self.apply_payout_notice(id, &notice.kind, cause));
                 match applied {
                     Some(id) => Ok(Accepted::Escrow(id)),
-                    None => Ok(Accepted::DeadLettered(self.dead_letter(provider, notice, authentic, Reason::ProcessingFailed, replay_of))),
+                    None => Ok(Accepted::DeadLettered(self.dead_letter(
+                        provider,
+                        notice,
+                        authentic,
+                        Reason::ProcessingFailed,
+                        replay_of,
+                    ))),
                 }
             }
         }
@@ -1128,8 +1191,12 @@ impl World {
         let e = &self.escrows[id.0 as usize];
         let request = self.payout_requests.iter().rev().find(|r| r.escrow == id)?.clone();
         let (event, account, entry_kind) = match kind {
-            NoticeKind::PayoutConfirmed => (EscrowEvent::PayoutConfirmed, Account::Payout(id), EntryKind::PayoutConfirmed),
-            NoticeKind::RefundConfirmed => (EscrowEvent::RefundConfirmed, Account::Refund(id), EntryKind::RefundConfirmed),
+            NoticeKind::PayoutConfirmed => {
+                (EscrowEvent::PayoutConfirmed, Account::Payout(id), EntryKind::PayoutConfirmed)
+            }
+            NoticeKind::RefundConfirmed => {
+                (EscrowEvent::RefundConfirmed, Account::Refund(id), EntryKind::RefundConfirmed)
+            }
             _ => {
                 self.change_state(id, EscrowEvent::PayoutFailed).ok()?;
                 if let Some(progress) = self.escrows[id.0 as usize].payout.as_mut() {
@@ -1139,7 +1206,10 @@ impl World {
             }
         };
         transition(e.state, event)?;
-        let postings = vec![Posting::debit(account, request.amount), Posting::credit(Account::Provider(e.provider), request.amount)];
+        let postings = vec![
+            Posting::debit(account, request.amount),
+            Posting::credit(Account::Provider(e.provider), request.amount),
+        ];
         self.ledger.append(cause, Some(id), self.now, entry_kind, None, postings);
         self.change_state(id, event).ok()?;
         Some(id)
@@ -1168,7 +1238,9 @@ impl World {
         self.escrows
             .iter()
             .filter(|e| matches!(e.state, EscrowState::ReleasePending | EscrowState::RefundPending))
-            .filter(|e| e.payout.is_some_and(|p| self.now.seconds_since(p.requested_at) >= self.config.stuck_payout_seconds))
+            .filter(|e| {
+                e.payout.is_some_and(|p| self.now.seconds_since(p.requested_at) >= self.config.stuck_payout_seconds)
+            })
             .map(|e| e.id)
             .collect()
     }

@@ -38,7 +38,10 @@ fn default_generator_reaches_every_state_and_transition() {
     }
     let missing_states: Vec<_> = EscrowState::ALL.iter().filter(|s| !states.contains_key(s.name())).collect();
     assert!(missing_states.is_empty(), "states never reached: {missing_states:?}");
-    let missing_rows: Vec<_> =
-        TRANSITIONS.iter().filter(|t| !rows.contains_key(&(t.rule, format!("{:?}", t.event)))).map(|t| (t.rule, t.event)).collect();
+    let missing_rows: Vec<_> = TRANSITIONS
+        .iter()
+        .filter(|t| !rows.contains_key(&(t.rule, format!("{:?}", t.event))))
+        .map(|t| (t.rule, t.event))
+        .collect();
     assert!(missing_rows.is_empty(), "transitions never fired: {missing_rows:?}");
 }

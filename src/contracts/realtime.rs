@@ -36,7 +36,7 @@ pub struct Realtime {
 pub struct Handshake {
     /// The keys of the CONNECT packet's auth payload, with a description of each value.
     pub auth_payload: BTreeMap<String, String>,
-    /// The situations in which the server must answer CONNECT_ERROR; the suite tries each.
+    /// The situations in which the server must answer `CONNECT_ERROR`; the suite tries each.
     pub connect_error_when: Vec<String>,
     /// Whether a token in the query string is accepted (it must not be: query strings end up in logs).
     pub query_token_accepted: bool,

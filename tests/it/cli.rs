@@ -25,7 +25,8 @@ fn run_on_the_model_passes_and_reports_per_rule() {
     }
     assert!(stdout.lines().any(|l| l.starts_with("AZ-1 ") && l.contains("unverified")), "{stdout}");
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("out/model-summary.json")).expect("summary")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/model-summary.json")).expect("summary"))
+            .expect("json");
     assert_eq!(summary["seed"], 1);
     assert!(summary["rules"].as_array().is_some_and(|r| r.len() > 80));
 }
@@ -35,6 +36,7 @@ fn the_same_seed_gives_the_same_run() {
     let dir = scratch("seed");
     let a = conform(&["run", "--cases", "16", "--seed", "9", "--report-dir", "a"], &dir);
     let b = conform(&["run", "--cases", "16", "--seed", "9", "--report-dir", "b"], &dir);
+    assert_eq!(b.status.code(), Some(0));
     assert_eq!(a.status.code(), Some(0));
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("summary");
     assert_eq!(read("a/model-summary.json"), read("b/model-summary.json"));

@@ -1,62 +1,44 @@
 //! The contract folder (`contracts/`) bound to the reference model and to SPEC.md.
 //!
-//! Each file is read by a small typed loader that refuses unknown fields, so a typo is an error naming the file and
-//! the field. The tests then prove that the authorization matrix equals `conform_reference::authz::authorize` on
-//! every cell, that openapi.yaml binds every abstract operation with the refusal codes and statuses of
-//! `Refusal`, that every SPEC rule is traced by some contract entry, and that rules and threats reference each
-//! other consistently.
+//! Each file is read by the typed loaders of `conform::contracts`, which refuse unknown fields, so a typo is an error
+//! naming the file and the field. The tests then prove that the authorization matrix equals
+//! `conform_reference::authz::authorize` on every cell, that openapi.yaml binds every abstract operation with the
+//! refusal codes and statuses of `Refusal`, that every SPEC rule is traced by some contract entry, and that rules and
+//! threats reference each other consistently.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use conform::contracts::launch::LaunchCriteria;
+use conform::contracts::matrix::{Cell, Matrix, MatrixRow, Transport};
+use conform::contracts::openapi::{ApiOperation, OpenApi};
+use conform::contracts::realtime::{Delivery, Direction, Realtime, Reception};
+use conform::contracts::rules::{Origin, Rule, Rules};
+use conform::contracts::threats::Threats;
+use conform::contracts::{ContractError, Contracts};
 use conform_reference::authz::{Parties, PrincipalClass, authorize};
 use conform_reference::ids::{Timestamp, UserId};
 use conform_reference::ops::{OperationClass, OperationKind};
 use conform_reference::refusal::Refusal;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Loaders
+// Loading (the loaders are `conform::contracts`; finding SPEC.md and the seeds is the tests' business)
 
-const RULES: &str = "rules.toml";
-const THREATS: &str = "threats.toml";
-const MATRIX: &str = "authorization-matrix.toml";
-const OPENAPI: &str = "openapi.yaml";
-const REALTIME: &str = "realtime.toml";
-const LAUNCH: &str = "launch-criteria.toml";
+const RULES: &str = Rules::FILE;
+const THREATS: &str = Threats::FILE;
+const MATRIX: &str = Matrix::FILE;
+const OPENAPI: &str = OpenApi::FILE;
+const REALTIME: &str = Realtime::FILE;
+const LAUNCH: &str = LaunchCriteria::FILE;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn contract_path(name: &str) -> PathBuf {
-    repo_root().join("contracts").join(name)
-}
-
-fn read_contract(name: &str) -> Result<String, String> {
-    let path = contract_path(name);
-    std::fs::read_to_string(&path).map_err(|e| format!("contracts/{name}: cannot read {}: {e}", path.display()))
-}
-
-/// Parses TOML text; the error names the file, and the parser's message names the field and line.
-fn parse_toml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, String> {
-    toml::from_str(text).map_err(|e| format!("contracts/{file}: {e}"))
-}
-
-/// Parses YAML text; the error names the file, and the parser's message names the field and line.
-fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, String> {
-    serde_saphyr::from_str(text).map_err(|e| format!("contracts/{file}: {e}"))
-}
-
-fn load_toml<T: DeserializeOwned>(name: &str) -> T {
-    read_contract(name).and_then(|text| parse_toml(name, &text)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn load_yaml<T: DeserializeOwned>(name: &str) -> T {
-    read_contract(name).and_then(|text| parse_yaml(name, &text)).unwrap_or_else(|e| panic!("{e}"))
+fn contracts_dir() -> PathBuf {
+    repo_root().join("contracts")
 }
 
 /// The first of `candidates` (relative to the repository root, or absolute) that exists.
@@ -72,382 +54,14 @@ fn seeds_dir() -> Option<PathBuf> {
     shared_file(&["/work/shared/seeds", "../shared/seeds"])
 }
 
-// --- rules.toml ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    rule: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rule {
-    id: String,
-    section: u8,
-    title: String,
-    threats: Vec<String>,
-    #[serde(default)]
-    origin: Origin,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Origin {
-    /// The id is defined in SPEC.md.
-    #[default]
-    Spec,
-    /// SPEC states the rule without an id; the id is coined in contracts/.
-    Contracts,
-}
-
-// --- threats.toml ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ThreatsFile {
-    threat: Vec<Threat>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Threat {
-    id: String,
-    title: String,
-    description: String,
-    rules: Vec<String>,
-}
-
-// --- authorization-matrix.toml ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MatrixFile {
-    operation: Vec<MatrixRow>,
-    two_person: Vec<TwoPersonCase>,
-    mass_assignment: Vec<MassAssignmentCase>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Transport {
-    Rest,
-    Socketio,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MatrixRow {
-    name: String,
-    transport: Transport,
-    escrow: bool,
-    state: Option<String>,
-    #[serde(default)]
-    filtered: bool,
-    anonymous: String,
-    stranger: String,
-    buyer: String,
-    seller: String,
-    support: String,
-    admin: String,
-    admin_stepped_up: String,
-    rules: Vec<String>,
-    threats: Vec<String>,
-    note: Option<String>,
-}
-
-impl MatrixRow {
-    /// The cell of one principal class; exhaustive, so a new class is a compile error here.
-    fn cell(&self, class: PrincipalClass) -> &str {
-        match class {
-            PrincipalClass::Anonymous => &self.anonymous,
-            PrincipalClass::Stranger => &self.stranger,
-            PrincipalClass::Buyer => &self.buyer,
-            PrincipalClass::Seller => &self.seller,
-            PrincipalClass::Support => &self.support,
-            PrincipalClass::Admin => &self.admin,
-            PrincipalClass::AdminSteppedUp => &self.admin_stepped_up,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TwoPersonCase {
-    id: String,
-    operation: String,
-    state: Option<String>,
-    condition: String,
-    approve_operation: String,
-    first_call_status: u16,
-    first_call_outcome: String,
-    same_admin_status: u16,
-    same_admin_error: String,
-    second_admin_status: u16,
-    second_admin_outcome: String,
-    void_status: u16,
-    void_error: String,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MassAssignmentCase {
-    operation: String,
-    principal: String,
-    field: String,
-    value: toml::Value,
-    reject_with: String,
-    may_ignore: bool,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-// --- realtime.toml ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RealtimeFile {
-    namespace: String,
-    path: String,
-    engine_io_version: u8,
-    transports: Vec<String>,
-    handshake: Handshake,
-    room: Vec<Room>,
-    event: Vec<RealtimeEvent>,
-    forbidden_payload_fields: Vec<String>,
-    delivery: Vec<Delivery>,
-    limit: Vec<Limit>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Handshake {
-    auth_payload: BTreeMap<String, String>,
-    connect_error_when: Vec<String>,
-    query_token_accepted: bool,
-    anonymous_sockets: bool,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Room {
-    name: String,
-    joined: String,
-    members: String,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Direction {
-    Client,
-    Server,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RealtimeEvent {
-    name: String,
-    direction: Direction,
-    operation: Option<String>,
-    payload: Vec<String>,
-    ack_ok: Option<BTreeMap<String, toml::Value>>,
-    #[serde(default)]
-    ack_errors: Vec<String>,
-    required: bool,
-    description: String,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Reception {
-    Always,
-    WhenSubscribed,
-    Never,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Delivery {
-    principal: String,
-    escrow_updated: Reception,
-    note: Option<String>,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Limit {
-    id: String,
-    description: String,
-    events_per_second: Option<u32>,
-    sustained_seconds: Option<u32>,
-    within_seconds: Option<u32>,
-    ack_error: Option<String>,
-    action: Option<String>,
-    rules: Vec<String>,
-    threats: Vec<String>,
-}
-
-// --- launch-criteria.toml ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LaunchFile {
-    owners: Vec<String>,
-    gate: Gate,
-    criterion: Vec<Criterion>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Gate {
-    unverified_blocking: String,
-    waiver_fields: Vec<String>,
-    rules: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Criterion {
-    id: String,
-    title: String,
-    owner: String,
-    blocking: bool,
-    seed_item: Option<u8>,
-    evidence: Evidence,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Evidence {
-    rules: Vec<String>,
-    tags: Vec<String>,
-    suites: Vec<String>,
-}
-
-// --- openapi.yaml (the parts the harness relies on are typed; schemas stay JSON values) ---
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OpenApi {
-    openapi: String,
-    info: Value,
-    servers: Vec<Value>,
-    security: Vec<Value>,
-    tags: Vec<Value>,
-    #[serde(rename = "x-socketio")]
-    x_socketio: XSocketIo,
-    paths: BTreeMap<String, PathItem>,
-    components: Components,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XSocketIo {
-    contract: String,
-    path: String,
-    operations: Vec<XSocketOperation>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XSocketOperation {
-    operation: String,
-    event: String,
-    #[serde(rename = "x-rules")]
-    rules: Vec<String>,
-    #[serde(rename = "x-threats")]
-    threats: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PathItem {
-    get: Option<ApiOperation>,
-    put: Option<ApiOperation>,
-    post: Option<ApiOperation>,
-    patch: Option<ApiOperation>,
-    delete: Option<ApiOperation>,
-}
-
-impl PathItem {
-    fn operations(&self) -> impl Iterator<Item = (&'static str, &ApiOperation)> {
-        [("get", &self.get), ("put", &self.put), ("post", &self.post), ("patch", &self.patch), ("delete", &self.delete)]
-            .into_iter()
-            .filter_map(|(method, op)| op.as_ref().map(|op| (method, op)))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiOperation {
-    #[serde(rename = "operationId")]
-    operation_id: String,
-    #[serde(rename = "x-operation")]
-    x_operation: Option<String>,
-    #[serde(rename = "x-test-only", default)]
-    test_only: bool,
-    #[serde(rename = "x-raw-body", default)]
-    raw_body: bool,
-    tags: Vec<String>,
-    summary: String,
-    description: Option<String>,
-    security: Option<Vec<Value>>,
-    #[serde(rename = "x-rules")]
-    rules: Vec<String>,
-    #[serde(rename = "x-threats")]
-    threats: Vec<String>,
-    parameters: Option<Vec<Value>>,
-    #[serde(rename = "requestBody")]
-    request_body: Option<Value>,
-    responses: BTreeMap<String, Value>,
-}
-
-impl ApiOperation {
-    /// The abstract operation this route binds.
-    fn operation_name(&self) -> &str {
-        self.x_operation.as_deref().unwrap_or(&self.operation_id)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Components {
-    #[serde(rename = "securitySchemes")]
-    security_schemes: BTreeMap<String, Value>,
-    parameters: BTreeMap<String, Value>,
-    responses: BTreeMap<String, Value>,
-    schemas: BTreeMap<String, Value>,
-}
-
-/// Every contract file, loaded.
-struct Contracts {
-    rules: RulesFile,
-    threats: ThreatsFile,
-    matrix: MatrixFile,
-    openapi: OpenApi,
-    realtime: RealtimeFile,
-    launch: LaunchFile,
-}
-
+/// Every contract file as it is on disk now.
 fn load_all() -> Contracts {
-    Contracts {
-        rules: load_toml(RULES),
-        threats: load_toml(THREATS),
-        matrix: load_toml(MATRIX),
-        openapi: load_yaml(OPENAPI),
-        realtime: load_toml(REALTIME),
-        launch: load_toml(LAUNCH),
-    }
+    Contracts::load(contracts_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A parse failure's message, which is what a user sees.
+fn message<T: std::fmt::Debug>(result: Result<T, ContractError>) -> String {
+    result.expect_err("expected a parse error").to_string()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -684,11 +298,6 @@ fn declared_errors(api: &OpenApi, op: &ApiOperation) -> Result<BTreeMap<u16, BTr
     Ok(out)
 }
 
-/// Every route of the document: (method, path, operation).
-fn routes(api: &OpenApi) -> Vec<(&'static str, &str, &ApiOperation)> {
-    api.paths.iter().flat_map(|(path, item)| item.operations().map(move |(m, op)| (m, path.as_str(), op))).collect()
-}
-
 fn fail_if_any(title: &str, problems: &[String]) {
     if !problems.is_empty() {
         let mut message = format!("{title}: {} problem(s)\n", problems.len());
@@ -717,6 +326,69 @@ fn every_contract_file_parses() {
 }
 
 #[test]
+fn embedded_contracts_are_the_files_on_disk() {
+    let embedded = [
+        (RULES, Rules::EMBEDDED),
+        (THREATS, Threats::EMBEDDED),
+        (MATRIX, Matrix::EMBEDDED),
+        (OPENAPI, OpenApi::EMBEDDED),
+        (REALTIME, Realtime::EMBEDDED),
+        (LAUNCH, LaunchCriteria::EMBEDDED),
+    ];
+    for (file, text) in embedded {
+        let path = contracts_dir().join(file);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(on_disk == text, "contracts/{file}: the copy embedded in the library differs from the file on disk");
+    }
+    let c = Contracts::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let disk = load_all();
+    let ids = |rules: &Rules| rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&c.rules), ids(&disk.rules), "embedded and on-disk rule catalogs");
+    assert_eq!(c.matrix.operation.len(), disk.matrix.operation.len(), "embedded and on-disk matrix rows");
+}
+
+#[test]
+fn lookups_find_what_the_harness_asks_for() {
+    let c = load_all();
+    assert_eq!(c.rules.len(), c.rules.rule.len());
+    for rule in &c.rules {
+        assert_eq!(c.rules.get(&rule.id).map(|r| r.title.as_str()), Some(rule.title.as_str()), "{RULES}: {}", rule.id);
+    }
+    assert!(c.rules.get("ESC-0").is_none() && c.threats.get("T00").is_none() && c.launch.get("LC-NONE").is_none());
+    for threat in &c.threats {
+        assert_eq!(c.threats.get(&threat.id).map(|t| t.id.as_str()), Some(threat.id.as_str()));
+    }
+    assert!(c.launch.get("LC-LEDGER").is_some() && c.launch.blocking().count() > 0);
+    assert_eq!(c.realtime.event("escrow:subscribe").and_then(|e| e.operation.as_deref()), Some("subscribe_escrow"));
+    assert_eq!(c.realtime.limit("rate").and_then(|l| l.events_per_second), Some(20));
+    assert_eq!(c.realtime.delivery("buyer").map(|d| d.escrow_updated), Some(Reception::Always));
+
+    // The typed matrix lookup the matrix suite uses gives, for every cell, what the reference model decides.
+    let parties = Parties { buyer: UserId(1), seller: UserId(2) };
+    let now = Timestamp(1_700_000_000);
+    for &op in OperationKind::ALL {
+        assert_eq!(c.matrix.row(op).map(|row| row.operation()), Some(Ok(op)), "{MATRIX}: row of {op}");
+        for class in PrincipalClass::ALL {
+            let model =
+                authorize(&class.principal(parties, UserId(3), now), op, op.targets_escrow().then_some(parties), now);
+            let expected = c.matrix.expected(op, class);
+            assert_eq!(expected, Some(Cell::from(model)), "{MATRIX}: {op} called by {}", class.name());
+            assert_eq!(expected.map(Cell::as_result), Some(model));
+        }
+        let routes: Vec<_> = c.openapi.routes_for(op).collect();
+        assert_eq!(routes.is_empty(), op == OperationKind::SubscribeEscrow, "{OPENAPI}: routes of {op}");
+        assert!(routes.iter().all(|(_, _, route)| route.operation() == Ok(op) && !route.test_only));
+    }
+
+    assert_eq!(Cell::from_code("allow"), Some(Cell::Allow));
+    for refusal in Refusal::ALL {
+        assert_eq!(Cell::from_code(refusal.code()), Some(Cell::Refuse(refusal)));
+        assert_eq!(Cell::Refuse(refusal).to_string(), refusal.code());
+    }
+    assert_eq!(Cell::from_code("alow"), None);
+}
+
+#[test]
 fn loader_errors_name_the_file_and_the_field() {
     let row = |extra: &str| {
         format!(
@@ -726,32 +398,32 @@ fn loader_errors_name_the_file_and_the_field() {
         )
     };
     // The well-formed row parses, so the failures below are due to the one field.
-    parse_toml::<MatrixFile>(MATRIX, &row("admin_stepped_up = \"allow\"\n")).expect("well-formed row");
+    Matrix::parse(MATRIX, &row("admin_stepped_up = \"allow\"\n")).expect("well-formed row");
 
-    let missing = parse_toml::<MatrixFile>(MATRIX, &row("")).expect_err("missing column");
+    let missing = message(Matrix::parse(MATRIX, &row("")));
     assert!(missing.contains(MATRIX) && missing.contains("admin_stepped_up"), "{missing}");
 
-    let unknown =
-        parse_toml::<MatrixFile>(MATRIX, &row("admin_stepped_up = \"allow\"\nstaff = \"allow\"\n")).expect_err("typo");
+    let unknown = message(Matrix::parse(MATRIX, &row("admin_stepped_up = \"allow\"\nstaff = \"allow\"\n")));
     assert!(unknown.contains(MATRIX) && unknown.contains("staff"), "{unknown}");
 
-    let no_title = parse_toml::<RulesFile>(RULES, "[[rule]]\nid = \"ESC-1\"\nsection = 1\nthreats = []\n")
-        .expect_err("rule without title");
+    // A cell is typed: a word that is neither allow nor a refusal code is refused with its line and value.
+    let cell = message(Matrix::parse(MATRIX, &row("admin_stepped_up = \"alow\"\n")));
+    assert!(cell.contains(MATRIX) && cell.contains("line 13") && cell.contains("alow"), "{cell}");
+
+    let no_title = message(Rules::parse(RULES, "[[rule]]\nid = \"ESC-1\"\nsection = 1\nthreats = []\n"));
     assert!(no_title.contains(RULES) && no_title.contains("title"), "{no_title}");
 
-    let bad_origin = parse_toml::<RulesFile>(
+    let bad_origin = message(Rules::parse(
         RULES,
         "[[rule]]\nid = \"X-1\"\nsection = 1\ntitle = \"t\"\nthreats = []\norigin = \"blog\"\n",
-    )
-    .expect_err("unknown origin");
+    ));
     assert!(bad_origin.contains(RULES) && bad_origin.contains("blog"), "{bad_origin}");
 
-    let evidence = parse_toml::<LaunchFile>(
+    let evidence = message(LaunchCriteria::parse(
         LAUNCH,
         "owners = []\n[gate]\nunverified_blocking = \"fail\"\nwaiver_fields = []\nrules = []\n[[criterion]]\n\
          id = \"LC-X\"\ntitle = \"t\"\nowner = \"o\"\nblocking = true\nevidence = { rules = [], tags = [], suite = [] }\n",
-    )
-    .expect_err("misspelled evidence key");
+    ));
     assert!(evidence.contains(LAUNCH) && evidence.contains("suite"), "{evidence}");
 
     let yaml_op = |field: &str| {
@@ -760,13 +432,23 @@ fn loader_errors_name_the_file_and_the_field() {
              x-rules: []\n      x-threats: []\n      responses: {{}}\n"
         )
     };
-    let op_id = parse_yaml::<OpenApi>(OPENAPI, &yaml_op("operationID")).expect_err("misspelled operationId");
+    let op_id = message(OpenApi::parse(OPENAPI, &yaml_op("operationID")));
     assert!(op_id.contains(OPENAPI) && op_id.contains("operationID"), "{op_id}");
-    let missing_op_id = parse_yaml::<OpenApi>(OPENAPI, &yaml_op("summary2")).expect_err("unknown key");
+    let missing_op_id = message(OpenApi::parse(OPENAPI, &yaml_op("summary2")));
     assert!(missing_op_id.contains(OPENAPI) && missing_op_id.contains("summary2"), "{missing_op_id}");
+    assert!(missing_op_id.contains("line 4"), "the YAML error names the line: {missing_op_id}");
 
-    let realtime = parse_toml::<RealtimeFile>(REALTIME, "namespace = 1\n").expect_err("wrong type");
+    let realtime = message(Realtime::parse(REALTIME, "namespace = 1\n"));
     assert!(realtime.contains(REALTIME) && realtime.contains("namespace"), "{realtime}");
+    assert!(realtime.contains("line 1"), "the TOML error names the line: {realtime}");
+
+    // A file that cannot be read is named, with the path that was tried.
+    let absent = contracts_dir().join("no-such-dir").join(RULES);
+    let unreadable = message(Rules::load(&absent));
+    assert!(
+        unreadable.starts_with(&format!("contracts/{RULES}: cannot read")) && unreadable.contains("no-such-dir"),
+        "{unreadable}"
+    );
 }
 
 #[test]
@@ -1012,10 +694,15 @@ fn matrix_rows_are_well_formed() {
         }
         for class in PrincipalClass::ALL {
             let cell = row.cell(class);
-            if cell != "allow" && !MATRIX_REFUSALS.iter().any(|r| r.code() == cell) {
+            let expected = match cell {
+                Cell::Allow => true,
+                Cell::Refuse(refusal) => MATRIX_REFUSALS.contains(&refusal),
+            };
+            if !expected {
                 problems.push(format!(
-                    "{at}: field {} is {cell:?}; expected allow, unauthenticated, not_found, forbidden or step_up_required",
-                    class.name()
+                    "{at}: field {} is {:?}; expected allow, unauthenticated, not_found, forbidden or step_up_required",
+                    class.name(),
+                    cell.code()
                 ));
             }
         }
@@ -1049,10 +736,7 @@ fn matrix_agrees_with_authorize_on_every_cell() {
         let escrow = op.targets_escrow().then_some(parties);
         for class in PrincipalClass::ALL {
             let principal = class.principal(parties, other, now);
-            let model = match authorize(&principal, op, escrow, now) {
-                Ok(()) => "allow",
-                Err(refusal) => refusal.code(),
-            };
+            let model = Cell::from(authorize(&principal, op, escrow, now));
             cells += 1;
             if row.cell(class) != model {
                 disagreements.push(format!(
@@ -1113,7 +797,7 @@ fn two_person_cases_are_consistent() {
         }
         // The operation's matrix row must allow a stepped-up admin, so 202 is due to AZ-7 alone.
         if let Some(row) = matrix_row(&c, &case.operation)
-            && row.admin_stepped_up != "allow"
+            && row.admin_stepped_up != Cell::Allow
         {
             problems.push(format!("{at}: the matrix does not allow admin_stepped_up on {}", case.operation));
         }
@@ -1132,8 +816,8 @@ fn mass_assignment_cases_are_consistent() {
     let mut problems = Vec::new();
     let mut fields = BTreeSet::new();
     let body_properties = |operation: &str| -> BTreeSet<String> {
-        routes(&c.openapi)
-            .into_iter()
+        c.openapi
+            .routes()
             .filter(|(_, _, op)| op.operation_name() == operation)
             .filter_map(|(_, _, op)| op.request_body.as_ref())
             .filter_map(|body| body.pointer("/content/application~1json/schema"))
@@ -1157,7 +841,7 @@ fn mass_assignment_cases_are_consistent() {
         match class_by_name(&case.principal) {
             None => problems.push(format!("{at}: field principal {:?} is not a principal class", case.principal)),
             Some(class) => {
-                if matrix_row(&c, &case.operation).is_none_or(|row| row.cell(class) != "allow") {
+                if matrix_row(&c, &case.operation).is_none_or(|row| row.cell(class) != Cell::Allow) {
                     problems.push(format!(
                         "{at}: the matrix does not allow {} on {op}, so a refusal would not prove AZ-8",
                         case.principal
@@ -1199,7 +883,7 @@ fn openapi_binds_every_rest_operation() {
     let mut problems = Vec::new();
     let mut ids = BTreeSet::new();
     let mut bound: BTreeMap<OperationKind, Vec<String>> = BTreeMap::new();
-    for (method, path, op) in routes(api) {
+    for (method, path, op) in api.routes() {
         let at = format!("{OPENAPI}: {method} {path}");
         if !ids.insert(op.operation_id.as_str()) {
             problems.push(format!("{at}: operationId {} is not unique", op.operation_id));
@@ -1258,7 +942,7 @@ fn openapi_error_responses_use_refusal_codes_and_statuses() {
     let api = &c.openapi;
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
-    for (method, path, op) in routes(api) {
+    for (method, path, op) in api.routes() {
         let at = format!("{OPENAPI}: {method} {path} ({})", op.operation_id);
         let declared = match declared_errors(api, op) {
             Ok(d) => d,
@@ -1314,15 +998,15 @@ fn openapi_declares_every_refusal_of_the_matrix() {
             continue;
         }
         let mut declared: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
-        for (_, _, op) in routes(api).into_iter().filter(|(_, _, op)| op.operation_name() == row.name) {
+        for (_, _, op) in api.routes().filter(|(_, _, op)| op.operation_name() == row.name) {
             for (status, codes) in declared_errors(api, op).unwrap_or_default() {
                 declared.entry(status).or_default().extend(codes);
             }
         }
         for class in PrincipalClass::ALL {
             let cell = row.cell(class);
-            let Some(refusal) = Refusal::from_code(cell) else { continue };
-            if !declared.get(&refusal.http_status()).is_some_and(|codes| codes.contains(cell)) {
+            let Some(refusal) = cell.refusal() else { continue };
+            if !declared.get(&refusal.http_status()).is_some_and(|codes| codes.contains(refusal.code())) {
                 problems.push(format!(
                     "{OPENAPI}: {} does not declare {} {cell}, which the matrix expects for {}",
                     row.name,
@@ -1344,7 +1028,7 @@ fn openapi_security_versions_and_two_person_responses_fit_the_operations() {
     let has_param = |op: &ApiOperation, reference: &str| {
         op.parameters.iter().flatten().any(|p| p.get("$ref").and_then(Value::as_str) == Some(reference))
     };
-    for (method, path, op) in routes(api) {
+    for (method, path, op) in api.routes() {
         let at = format!("{OPENAPI}: {method} {path} ({})", op.operation_id);
         if op.test_only {
             continue;
@@ -1480,7 +1164,7 @@ fn realtime_contract_is_consistent() {
     let find = |name: &str| rt.event.iter().find(|e| e.name == name);
     match find("escrow:subscribe") {
         Some(e) => {
-            let ok = e.ack_ok.as_ref().and_then(|a| a.get("ok")).and_then(toml::Value::as_bool);
+            let ok = e.ack_ok.as_ref().and_then(|a| a.get("ok")).and_then(Value::as_bool);
             if e.operation.as_deref() != Some("subscribe_escrow")
                 || e.direction != Direction::Client
                 || ok != Some(true)
@@ -1521,7 +1205,7 @@ fn realtime_contract_is_consistent() {
             problems.push(format!("{REALTIME}: expected one [[delivery]] for {}, found {}", class.name(), rows.len()));
             continue;
         };
-        let refused = subscribe.is_none_or(|row| row.cell(class) != "allow");
+        let refused = subscribe.is_none_or(|row| row.cell(class) != Cell::Allow);
         if (delivery.escrow_updated == Reception::Never) != refused {
             problems.push(format!(
                 "{REALTIME}: [[delivery]] {}: escrow_updated {:?}, but the matrix {} subscribe_escrow",

@@ -1,4 +1,8 @@
 //! conform's integration tests, in one binary so that they link once.
-mod socketio;
-mod contracts;
+
 mod cli;
+mod contracts;
+mod http;
+mod passkey;
+mod simulate;
+mod socketio;
