@@ -52,6 +52,12 @@ enum Command {
     /// a backend at it.
     #[command(subcommand)]
     Simulate(crate::simulate::SimulateCommand),
+    /// Validate a profile (the binding of a target) and probe the target's capabilities.
+    #[command(subcommand)]
+    Profile(crate::profile::check::ProfileCommand),
+    /// Run a target in the foreground until Ctrl-C: `conform serve embedded [--fault NAME]… [--test-mode]`.
+    #[command(subcommand)]
+    Serve(crate::serve::ServeCommand),
 }
 
 /// Runs the command line and returns the exit status.
@@ -61,6 +67,8 @@ pub fn main(cli: Cli) -> Exit {
             run(&ModelRunOptions { seed, cases, max_steps }, &report_dir)
         }
         Command::Simulate(command) => return crate::simulate::run(command),
+        Command::Profile(command) => return crate::profile::check::run(command),
+        Command::Serve(command) => return crate::serve::run(command),
     };
     result.unwrap_or_else(|error| {
         eprintln!("conform: {error}");

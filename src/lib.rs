@@ -9,4 +9,7 @@ pub mod drive;
 pub mod error;
 pub mod exit;
 pub mod model_run;
+pub mod oracle;
+pub mod profile;
+pub mod serve;
 pub mod simulate;

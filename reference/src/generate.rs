@@ -337,10 +337,29 @@ struct Credentials {
     used_refresh: Option<RefreshToken>,
 }
 
+/// What the target under test can be made to do beyond its API. Steps it cannot perform are skipped on both sides,
+/// so the model never moves where the target cannot follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abilities {
+    /// A test clock: time can be advanced (clock steps).
+    pub clock: bool,
+    /// Providers can be switched off and on (not only made unavailable).
+    pub switch_providers: bool,
+    /// Providers whose escrows the target can run end to end.
+    pub providers: Vec<Provider>,
+}
+
+impl Default for Abilities {
+    fn default() -> Self {
+        Abilities { clock: true, switch_providers: true, providers: Provider::ALL.to_vec() }
+    }
+}
+
 /// Turns steps into requests, learning ids and tokens from outcomes. The cast's users are created first, by the
 /// requests of [`Script::setup`].
 #[derive(Debug, Clone, Default)]
 pub struct Script {
+    abilities: Abilities,
     users: Vec<UserId>,
     credentials: Vec<Credentials>,
     escrows: Vec<(EscrowId, u8, u8, Money)>,
@@ -353,9 +372,14 @@ pub struct Script {
 }
 
 impl Script {
-    /// A script with no cast yet.
+    /// A script with no cast yet, for a target that can do everything.
     pub fn new() -> Script {
         Script::default()
+    }
+
+    /// A script for a target with these abilities.
+    pub fn with_abilities(abilities: Abilities) -> Script {
+        Script { abilities, ..Script::default() }
     }
 
     /// The requests that create the cast.
@@ -401,7 +425,8 @@ impl Script {
                     slot.step_up_at = Some(self.elapsed);
                 }
             }
-            (_, Ok(Accepted::DeadLettered(_))) | (Op::DeliverWebhook { .. }, Err(_)) => self.dead_letters += 1,
+            // Only a delivery creates a dead letter; a replay that fails again is the one it already was.
+            (Op::DeliverWebhook { .. }, Ok(Accepted::DeadLettered(_)) | Err(_)) => self.dead_letters += 1,
             (Op::DeliverWebhook { .. }, _) => {}
             (_, Err(crate::refusal::Refusal::Unauthenticated)) => {
                 // The token died (expiry, revocation): sign in again at the next call.
@@ -499,6 +524,9 @@ impl Script {
             }
             Step::Logout { actor } => call(Some(*actor), Op::Logout),
             Step::StepUp { actor, ok } => call(Some(*actor), Op::StepUp { password_ok: *ok, totp_ok: true }),
+            Step::Create { provider, .. } if !self.abilities.providers.contains(provider) => None,
+            Step::Clock { .. } if !self.abilities.clock => None,
+            Step::ProviderStatus { status, .. } if !status.enabled && !self.abilities.switch_providers => None,
             Step::Create { buyer, seller, major, currency, provider, extra } => {
                 let currency = Currency::ALL[*currency as usize % Currency::ALL.len()];
                 let amount = Money::from_minor(major * currency.minor_per_major(), currency);

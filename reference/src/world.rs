@@ -744,6 +744,9 @@ impl World {
             Op::UpdateEscrow { escrow, field } => {
                 if field.is_protected() {
                     Err(Refusal::ValidationFailed)
+                } else if self.escrows[escrow.0 as usize].state.is_terminal() {
+                    // A closed escrow never changes again, its description included (ESC-22).
+                    Err(Refusal::InvalidTransition)
                 } else {
                     Ok(Accepted::Escrow(*escrow))
                 }

@@ -6,3 +6,6 @@ mod http;
 mod passkey;
 mod simulate;
 mod socketio;
+mod embedded_realtime;
+mod profile;
+mod differential;

@@ -1,0 +1,261 @@
+//! The differential runner: one suite body for every target. The model's [`Script`] plans each step, the model
+//! predicts its outcome, the [`Target`] executes the same request in its own terms, and [`super::compare`] judges
+//! the pair. After every request the target's ledger, where it can be read, is checked against the same invariant
+//! registry as the model's.
+
+use conform_reference::escrow::EscrowState;
+use conform_reference::generate::{Abilities, Planned, Script, Step};
+use conform_reference::invariants::{Checker, EscrowFacts, Observation};
+use conform_reference::ledger::{Entry, Ledger};
+use conform_reference::model_suite::EPOCH;
+use conform_reference::world::{Accepted, Config, Outcome, Request, World};
+use serde::Serialize;
+
+use super::{Difference, Observed, Verdict, compare};
+
+/// A target's ledger as the invariants see it, with the model's ids.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerView {
+    /// Entries in append order.
+    pub entries: Vec<Entry>,
+    /// Facts of the escrows known to the run.
+    pub escrows: Vec<EscrowFacts>,
+}
+
+/// A backend the differential runner drives.
+#[allow(async_fn_in_trait)]
+pub trait Target {
+    /// Starts a new scenario: the model starts from nothing, so the adapter forgets the ids it learnt (the target
+    /// keeps its data; the new scenario's users and escrows are new ones).
+    fn begin_scenario(&mut self);
+
+    /// Executes `request` (in the model's ids and tokens) and reduces the answer to canonical terms. `predicted`
+    /// and `model` let the adapter learn the target's ids for the model's (a created escrow, issued tokens).
+    async fn execute(&mut self, request: &Request, predicted: &Outcome, model: &World) -> Observed;
+
+    /// The target's ledger now, in the model's ids, or `None` when the target does not expose it (the ledger
+    /// rules are then `unverified` for this target).
+    async fn ledger(&mut self, model: &World) -> Option<Result<LedgerView, String>>;
+}
+
+/// A difference found by the runner, at one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Index of the request in the run (setup included), from 1.
+    pub request_index: usize,
+    /// The step it came from (`None` during setup).
+    pub step: Option<Step>,
+    /// The request, in the model's terms.
+    pub request: Request,
+    /// What differed, and the rules it breaks.
+    pub difference: Difference,
+}
+
+/// What one run of a scenario found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DifferentialRun {
+    /// Requests sent.
+    pub requests: usize,
+    /// Requests whose outcome agreed.
+    pub agreed: usize,
+    /// Requests the target gave no outcome for, with why.
+    pub unknown: Vec<(usize, String)>,
+    /// The first difference, if any: the run stops there, since later steps build on a state that already differs.
+    pub finding: Option<Finding>,
+    /// Every exchange, in order: the reproduction a report shows.
+    pub trace: Vec<Exchange>,
+}
+
+/// One request as both sides answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    /// The request, in the model's terms.
+    pub request: Request,
+    /// The model's outcome.
+    pub predicted: String,
+    /// The target's.
+    pub observed: Observed,
+}
+
+fn state_after(request: &Request, predicted: &Outcome, model: &World) -> Option<EscrowState> {
+    let id = match predicted {
+        Ok(Accepted::Escrow(id)) => Some(*id),
+        _ => request.op.escrow(),
+    }?;
+    predicted.is_ok().then(|| model.escrow(id).map(|e| e.state)).flatten()
+}
+
+/// Runs `steps` on a fresh model and on `target` side by side; steps beyond the target's `abilities` are skipped
+/// on both sides.
+pub async fn run_differential<T: Target>(target: &mut T, steps: &[Step], abilities: &Abilities) -> DifferentialRun {
+    let mut world = World::new(Config::default(), EPOCH);
+    let mut script = Script::with_abilities(abilities.clone());
+    target.begin_scenario();
+    let mut checker = Checker::new();
+    let mut run = DifferentialRun::default();
+    for request in script.setup() {
+        if let Err(finding) = exchange(target, &mut world, &mut script, &mut checker, &mut run, None, request).await {
+            run.finding = Some(finding);
+            return run;
+        }
+    }
+    for step in steps {
+        // At most a sign-in, a step-up and the call itself, as on the model alone.
+        for _ in 0..3 {
+            let Some(planned) = script.plan(step) else { break };
+            let (request, again) = match planned {
+                Planned::Prepare(request) => (request, true),
+                Planned::Call(request) => (request, false),
+            };
+            match exchange(target, &mut world, &mut script, &mut checker, &mut run, Some(step), request).await {
+                Err(finding) => {
+                    run.finding = Some(finding);
+                    return run;
+                }
+                Ok(accepted) if again && accepted => {}
+                Ok(_) => break,
+            }
+        }
+    }
+    run
+}
+
+/// One request on both sides. Returns whether the model accepted it, or the finding that ends the run.
+async fn exchange<T: Target>(
+    target: &mut T,
+    world: &mut World,
+    script: &mut Script,
+    checker: &mut Checker,
+    run: &mut DifferentialRun,
+    step: Option<&Step>,
+    request: Request,
+) -> Result<bool, Finding> {
+    run.requests += 1;
+    let predicted = world.apply(&request);
+    script.observe(step, &request, &predicted);
+    let observed = target.execute(&request, &predicted, world).await;
+    run.trace.push(Exchange {
+        request: request.clone(),
+        predicted: format!("{predicted:?}"),
+        observed: observed.clone(),
+    });
+    let finding = |request: Request, difference| Finding {
+        request_index: run.requests,
+        step: step.cloned(),
+        request,
+        difference,
+    };
+    match compare(&request.op, &predicted, state_after(&request, &predicted, world), &observed) {
+        Verdict::Agree => run.agreed += 1,
+        Verdict::Unknown { reason } => run.unknown.push((run.requests, reason)),
+        Verdict::Differ(difference) => return Err(finding(request, difference)),
+    }
+    match target.ledger(world).await {
+        None => {}
+        Some(Err(reason)) => run.unknown.push((run.requests, format!("ledger read failed: {reason}"))),
+        Some(Ok(view)) => {
+            let balances = Ledger::from_entries(view.entries.clone()).raw_balances();
+            let violations =
+                checker.step(&Observation { entries: &view.entries, balances: &balances, escrows: &view.escrows });
+            if !violations.is_empty() {
+                let mut rules: Vec<&'static str> = violations.iter().map(|v| v.invariant).collect();
+                rules.dedup();
+                let observed = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                let expected = "every ledger invariant holds".to_owned();
+                return Err(finding(request, Difference { rules, expected, observed }));
+            }
+        }
+    }
+    Ok(predicted.is_ok())
+}
+
+/// The model itself as a target: the baseline arm of every suite (it must always agree), and the side that the
+/// differential benchmark compares a real target with.
+#[derive(Debug, Clone)]
+pub struct ModelTarget {
+    world: World,
+}
+
+impl Default for ModelTarget {
+    fn default() -> Self {
+        ModelTarget { world: World::new(Config::default(), EPOCH) }
+    }
+}
+
+impl Target for ModelTarget {
+    fn begin_scenario(&mut self) {
+        *self = ModelTarget::default();
+    }
+
+    async fn execute(&mut self, request: &Request, _: &Outcome, _: &World) -> Observed {
+        let outcome = self.world.apply(request);
+        match outcome {
+            Ok(Accepted::PendingApproval(_)) => Observed::Accepted { status: 202, state: None },
+            Ok(ref accepted) => {
+                let state = match accepted {
+                    Accepted::Escrow(id) => self.world.escrow(*id).map(|e| e.state),
+                    _ => request.op.escrow().and_then(|id| self.world.escrow(id)).map(|e| e.state),
+                };
+                Observed::Accepted { status: 200, state }
+            }
+            Err(refusal) => Observed::Refused { status: refusal.http_status(), refusal: Some(refusal) },
+        }
+    }
+
+    async fn ledger(&mut self, _: &World) -> Option<Result<LedgerView, String>> {
+        Some(Ok(LedgerView { entries: self.world.ledger().entries().to_vec(), escrows: self.world.escrow_facts() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conform_reference::generate::scenario;
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
+
+    /// The model against itself agrees on every request: the runner adds no difference of its own.
+    #[tokio::test]
+    async fn the_model_agrees_with_itself() {
+        let mut runner =
+            TestRunner::new_with_rng(RunnerConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[5; 32]));
+        let strategy = scenario(20..80);
+        for _ in 0..32 {
+            let steps = strategy.new_tree(&mut runner).expect("scenario").current();
+            let run = run_differential(&mut ModelTarget::default(), &steps, &Abilities::default()).await;
+            assert_eq!(run.finding, None);
+            assert_eq!(run.agreed, run.requests);
+        }
+    }
+
+    /// A target that answers 200 where the model refuses is caught, with the rule of the refusal.
+    #[tokio::test]
+    async fn a_target_that_accepts_everything_is_caught() {
+        struct Yes;
+        impl Target for Yes {
+            fn begin_scenario(&mut self) {}
+            async fn execute(&mut self, _: &Request, _: &Outcome, _: &World) -> Observed {
+                Observed::Accepted { status: 200, state: None }
+            }
+            async fn ledger(&mut self, _: &World) -> Option<Result<LedgerView, String>> {
+                None
+            }
+        }
+        let steps = [Step::Act {
+            escrow: 0,
+            who: conform_reference::generate::Who::Stranger,
+            act: conform_reference::generate::EscrowAct::Get,
+        }];
+        let create = Step::Create {
+            buyer: 0,
+            seller: 1,
+            major: 5,
+            currency: 0,
+            provider: conform_reference::ledger::Provider::Shkeeper,
+            extra: None,
+        };
+        let run = run_differential(&mut Yes, &[create, steps[0].clone()], &Abilities::default()).await;
+        let finding = run.finding.expect("a finding");
+        assert_eq!(finding.difference.rules, vec!["AZ-2", "ESC-20"]);
+    }
+}

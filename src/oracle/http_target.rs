@@ -1,0 +1,682 @@
+//! A target reached over HTTP through its profile: the adapter that turns the model's requests (its ids, its
+//! tokens) into the target's routes, bodies and webhooks, learns the target's ids from its answers, and reduces
+//! each answer to an [`Observed`] in canonical terms.
+//!
+//! Providers are the simulators: the adapter learns the invoice and payout ids the target sent them, and delivers
+//! provider callbacks signed exactly as the provider signs them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use conform_reference::authz::Role;
+use conform_reference::ids::{ApprovalId, EntryId, EscrowId, Timestamp, UserId};
+use conform_reference::invariants::EscrowFacts;
+use conform_reference::ledger::{Account, Cause, Entry, EntryKind, Posting, Provider};
+use conform_reference::money::{Currency, Money};
+use conform_reference::sessions::{AccessToken, RefreshToken, SignInName};
+use conform_reference::world::{Accepted, NoticeKind, Op, Outcome, Request, World};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Observed;
+use super::differential::{LedgerView, Target};
+use crate::drive::http::{HttpDriver, Request as HttpRequest, Response};
+use crate::drive::webhooks::{ShkeeperPayment, ShkeeperSender, ShkeeperTransaction};
+use crate::profile::{OperationBinding, Profile, Vars};
+use crate::simulate::shkeeper::ShkeeperSim;
+
+/// Credentials of a cast member on the target.
+#[derive(Debug, Clone)]
+struct Member {
+    id: String,
+    username: String,
+    password: String,
+    totp_seed: Vec<u8>,
+}
+
+/// The model's ids and tokens, and the target's.
+#[derive(Debug, Default)]
+struct Ids {
+    users: HashMap<UserId, Member>,
+    access: HashMap<AccessToken, String>,
+    refresh: HashMap<RefreshToken, String>,
+    escrows: HashMap<EscrowId, String>,
+    proofs: HashMap<EscrowId, String>,
+    approvals: HashMap<ApprovalId, String>,
+    dead_letters: Vec<String>,
+    invoices: HashMap<String, String>,
+    payouts: HashMap<EscrowId, (String, String)>,
+}
+
+/// A target behind a profile, with the SHKeeper simulator standing in for the provider.
+pub struct HttpTarget {
+    profile: Profile,
+    http: HttpDriver,
+    shkeeper: Arc<ShkeeperSim>,
+    shkeeper_key: String,
+    ids: Ids,
+    /// Seconds the test clock was moved forward.
+    clock_offset: i64,
+    /// Makes usernames unique across runs against one long-lived target.
+    run_tag: String,
+    /// Dead letters of earlier scenarios, which this scenario's model knows nothing of.
+    earlier_dead_letters: Vec<String>,
+    /// Scenarios begun, for unique usernames.
+    scenarios: u32,
+    /// A support member of the adapter's own, for staff reads (ledger, dead letters).
+    observer: Option<String>,
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl HttpTarget {
+    /// An adapter for the target at the profile's base URL (`http`, which the caller may have set to the bound
+    /// address of a target it started).
+    pub fn new(
+        profile: Profile,
+        http: HttpDriver,
+        shkeeper: Arc<ShkeeperSim>,
+        shkeeper_key: String,
+        run_tag: String,
+    ) -> HttpTarget {
+        HttpTarget {
+            profile,
+            http,
+            shkeeper,
+            shkeeper_key,
+            ids: Ids::default(),
+            clock_offset: 0,
+            run_tag,
+            scenarios: 0,
+            earlier_dead_letters: Vec::new(),
+            observer: None,
+        }
+    }
+
+    fn target_now(&self) -> i64 {
+        now_seconds() + self.clock_offset
+    }
+
+    fn auth_headers(&self, token: Option<&String>) -> Vec<(String, String)> {
+        let Some(token) = token else { return Vec::new() };
+        let auth = self.profile.auth();
+        match auth.cookie.as_ref() {
+            Some(cookie) => vec![("Cookie".to_owned(), format!("{}={token}", cookie.get_ref()))],
+            None => vec![("Authorization".to_owned(), format!("Bearer {token}"))],
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Value>,
+    ) -> Result<Response, String> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("bad method {method}: {e}"))?;
+        let mut request = HttpRequest::new(method, path).anonymous();
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.http.send(request).await.map_err(|e| e.to_string())
+    }
+
+    async fn call(&self, binding: &OperationBinding, vars: &Vars, token: Option<&String>) -> Result<Response, String> {
+        let rendered = binding.render(vars).map_err(|e| e.to_string())?;
+        let mut headers = self.auth_headers(token);
+        headers.extend(rendered.headers.clone());
+        self.send(&rendered.method, &rendered.path_and_query(), headers, rendered.body).await
+    }
+
+    fn observe(&self, binding: Option<&OperationBinding>, response: &Response) -> Observed {
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let success = binding.map_or((200..300).contains(&response.status), |b| {
+            b.is_success(response.status) || b.pending_status == Some(response.status)
+        });
+        if success {
+            let state = binding
+                .and_then(|b| b.pointers.state.as_deref())
+                .and_then(|p| body.pointer(p))
+                .and_then(Value::as_str)
+                .and_then(|name| self.profile.canonical_state(name));
+            // A two-person hold is reported with the canonical 202, whatever status the target uses for it.
+            let pending = binding.is_some_and(|b| b.pending_status == Some(response.status));
+            Observed::Accepted { status: if pending { 202 } else { response.status }, state }
+        } else {
+            Observed::Refused { status: response.status, refusal: self.profile.canonical_error(response.status, &body) }
+        }
+    }
+
+    fn pointer(response: &Response, pointer: Option<&str>) -> Option<String> {
+        let body: Value = serde_json::from_slice(&response.body).ok()?;
+        match body.pointer(pointer?)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    async fn create_user(&mut self, user: UserId, role: Role) -> Observed {
+        let Some(route) = self.profile.create_user_route() else {
+            return Observed::Unknown { reason: "the profile has no fixture route to create users".into() };
+        };
+        let username = format!("{}-s{}-u{}@conform.test", self.run_tag, self.scenarios, user.0);
+        let password = format!("pw-{}-{}", self.run_tag, user.0);
+        let totp_seed_text = "JBSWY3DPEHPK3PXP".to_owned();
+        let vars = Vars::new()
+            .with("username", username.clone())
+            .with("password", password.clone())
+            .with("role", self.profile.role_name(role.name()).to_owned())
+            .with("totp_seed", totp_seed_text.clone());
+        let rendered = match route.render(&vars) {
+            Ok(r) => r,
+            Err(e) => return Observed::Unknown { reason: e.to_string() },
+        };
+        match self.send(&rendered.method, &rendered.path, Vec::new(), rendered.body).await {
+            Err(reason) => Observed::Unknown { reason },
+            Ok(response) if route.expect.contains(&response.status) => {
+                let Some(id) = Self::pointer(&response, route.id_pointer.as_deref()) else {
+                    return Observed::Unknown { reason: "the created user's id is not in the answer".into() };
+                };
+                let totp_seed = conform_embedded::decode_base32(&totp_seed_text).unwrap_or_default();
+                self.ids.users.insert(user, Member { id, username, password, totp_seed });
+                Observed::Accepted { status: response.status, state: None }
+            }
+            Ok(response) => self.observe(None, &response),
+        }
+    }
+
+    async fn sign_in(&mut self, name: &SignInName, password_ok: bool, client: u32, predicted: &Outcome) -> Observed {
+        let Some(binding) = self.profile.operation(conform_reference::ops::OperationKind::SignIn).cloned() else {
+            return Observed::Unknown { reason: "the profile binds no sign-in".into() };
+        };
+        let (username, password) = match name.user().and_then(|u| self.ids.users.get(&u)) {
+            Some(member) => (member.username.clone(), member.password.clone()),
+            None => (format!("nobody-{}-{client}@conform.test", self.run_tag), "wrong".to_owned()),
+        };
+        let password = if password_ok { password } else { format!("{password}-wrong") };
+        let vars = Vars::new().with("username", username).with("password", password);
+        let rendered = match binding.render(&vars) {
+            Ok(r) => r,
+            Err(e) => return Observed::Unknown { reason: e.to_string() },
+        };
+        // Each cast member signs in from its own client address (SES-10 limits per client).
+        let headers = vec![("X-Forwarded-For".to_owned(), format!("10.77.0.{}", client % 250 + 1))];
+        match self.send(&rendered.method, &rendered.path, headers, rendered.body).await {
+            Err(reason) => Observed::Unknown { reason },
+            Ok(response) => {
+                let observed = self.observe(Some(&binding), &response);
+                self.learn_tokens(&response, predicted);
+                observed
+            }
+        }
+    }
+
+    fn learn_tokens(&mut self, response: &Response, predicted: &Outcome) {
+        let auth = self.profile.auth();
+        let access = Self::pointer(response, auth.token_pointer.as_ref().map(|p| p.get_ref().as_str()));
+        let refresh = Self::pointer(response, auth.refresh_token_pointer.as_ref().map(|p| p.get_ref().as_str()));
+        if let (Ok(Accepted::Tokens(tokens)), Some(access)) = (predicted, access) {
+            self.ids.access.insert(tokens.access, access);
+            if let Some(refresh) = refresh {
+                self.ids.refresh.insert(tokens.refresh, refresh);
+            }
+        }
+    }
+
+    fn member_of_token(&self, model: &World, token: Option<AccessToken>) -> Option<&Member> {
+        let session = model.sessions().session_of_access(token?)?;
+        let user = model.sessions().user_of(session)?;
+        self.ids.users.get(&user)
+    }
+
+    /// Variables every operation may use, from the model's request.
+    fn vars_for(&self, request: &Request, model: &World) -> Result<Vars, String> {
+        let mut vars = Vars::new();
+        if let Some(version) = request.if_match {
+            vars.set("version", version.to_string());
+        }
+        if let Some(escrow) = request.op.escrow() {
+            // An escrow the target never created (it refused the creation) cannot be named on the target.
+            let id =
+                self.ids.escrows.get(&escrow).ok_or_else(|| format!("the target has no counterpart of {escrow}"))?;
+            vars.set("escrow_id", id.clone());
+            // With no proof under review the route is still called, so that authorization and state are judged as
+            // the model judges them; the id is one no target has given.
+            let proof = self.ids.proofs.get(&escrow).map_or("00000000-0000-4000-8000-000000000000", String::as_str);
+            vars.set("proof_id", proof.to_owned());
+        }
+        let member = self.member_of_token(model, request.auth);
+        match &request.op {
+            Op::StepUp { password_ok, totp_ok } => {
+                let member = member.ok_or("step-up by an unknown caller")?;
+                let password =
+                    if *password_ok { member.password.clone() } else { format!("{}-wrong", member.password) };
+                let code = conform_embedded::totp(&member.totp_seed, self.target_now());
+                let code = if *totp_ok { code } else { "000000".to_owned() };
+                vars.set("password", password).set("totp", code);
+            }
+            Op::CreateEscrow { seller, amount, provider, extra } => {
+                let seller = self.ids.users.get(seller).ok_or("unknown seller")?;
+                vars.set("seller_id", seller.id.clone())
+                    .set("amount", amount.to_decimal_string())
+                    .set("currency", amount.currency.code())
+                    .set("provider", provider.name())
+                    .set("description", "conform");
+                if let Some(field) = extra {
+                    vars.set("field", field_name(*field)).set("value", "completed");
+                }
+            }
+            Op::UpdateEscrow { field, .. } => {
+                vars.set("field", field_name(*field)).set("value", "released").set("description", "changed by conform");
+            }
+            Op::SubmitPaymentProof { proof, .. } => {
+                // Transaction hashes are unique to the scenario: the target remembers earlier scenarios' hashes (PRV-6
+                // flags reuse on any escrow), the model does not.
+                vars.set("tx_hash", format!("{}-{}-s{}", proof.tx_hash, self.run_tag, self.scenarios))
+                    .set("amount", proof.amount.to_decimal_string())
+                    .set("currency", proof.amount.currency.code())
+                    .set("destination", proof.destination.clone());
+            }
+            Op::ResolveDispute { resolution, .. } => {
+                let outcome = match resolution {
+                    conform_reference::world::Resolution::Release => "release",
+                    conform_reference::world::Resolution::Refund => "refund",
+                };
+                vars.set("resolution", outcome).set("reason", "conform");
+            }
+            Op::ApprovePending { approval } => {
+                vars.set("approval_id", self.ids.approvals.get(approval).ok_or("unknown approval")?.clone());
+            }
+            Op::ChangeRole { user, role } => {
+                vars.set("user_id", self.ids.users.get(user).ok_or("unknown user")?.id.clone())
+                    .set("role", self.profile.role_name(role.name()).to_owned());
+            }
+            Op::RevokeUserSessions { user } | Op::DeleteAccount { user } => {
+                vars.set("user_id", self.ids.users.get(user).ok_or("unknown user")?.id.clone());
+            }
+            Op::ReplayDeadLetter { dead_letter } => {
+                let id = self.ids.dead_letters.get(dead_letter.0 as usize).ok_or("unknown dead letter")?;
+                vars.set("dead_letter_id", id.clone());
+            }
+            Op::RotateWebhookSecret { provider } => {
+                vars.set("provider_name", provider.name());
+            }
+            Op::Refresh { token } => {
+                vars.set("refresh_token", self.ids.refresh.get(token).cloned().unwrap_or_else(|| "unknown".into()));
+            }
+            _ => {}
+        }
+        vars.set("reason", "conform");
+        Ok(vars)
+    }
+
+    /// After an accepted request: learn the ids the target gave (escrows, proofs, approvals, invoices, payouts).
+    fn learn(
+        &mut self,
+        request: &Request,
+        predicted: &Outcome,
+        binding: &OperationBinding,
+        response: &Response,
+        model: &World,
+    ) {
+        match (&request.op, predicted) {
+            (Op::CreateEscrow { .. }, Ok(Accepted::Escrow(id))) => {
+                if let Some(target_id) = Self::pointer(response, binding.pointers.id.as_deref()) {
+                    self.ids.escrows.insert(*id, target_id);
+                }
+            }
+            (Op::SubmitPaymentProof { escrow, .. }, Ok(_)) => {
+                if let Some(proof) = Self::pointer(response, binding.pointers.id.as_deref()) {
+                    self.ids.proofs.insert(*escrow, proof);
+                }
+            }
+            (Op::StartPayment { escrow }, Ok(_)) => {
+                let model_ref = model.escrow(*escrow).and_then(|e| e.invoice.clone());
+                let known: Vec<&String> = self.ids.invoices.values().collect();
+                let newest = self.shkeeper.invoices().into_iter().rev().find(|i| !known.contains(&&i.external_id));
+                if let (Some(model_ref), Some(invoice)) = (model_ref, newest) {
+                    self.ids.invoices.entry(model_ref).or_insert(invoice.external_id);
+                }
+            }
+            _ => {}
+        }
+        if let Ok(Accepted::PendingApproval(approval)) = predicted
+            && let Some(id) = Self::pointer(response, binding.pointers.pending_approval.as_deref())
+        {
+            self.ids.approvals.insert(*approval, id);
+        }
+    }
+
+    /// Learns the payout the target asked the provider for, for each escrow the model has one for.
+    fn learn_payouts(&mut self, model: &World) {
+        let tasks = self.shkeeper.payouts();
+        for request in model.payout_requests() {
+            if self.ids.payouts.contains_key(&request.escrow) {
+                continue;
+            }
+            let taken: Vec<&String> = self.ids.payouts.values().map(|(task, _)| task).collect();
+            if let Some(task) = tasks.iter().find(|t| !taken.contains(&&t.task_id)) {
+                let external = task.external_id.clone().unwrap_or_else(|| task.task_id.clone());
+                self.ids.payouts.insert(request.escrow, (task.task_id.clone(), external));
+            }
+        }
+    }
+
+    async fn deliver(&mut self, notice: &conform_reference::world::Notice, authentic: bool, model: &World) -> Observed {
+        let Some(hook) = self.profile.webhook("shkeeper").cloned() else {
+            return Observed::Unknown { reason: "the profile binds no SHKeeper webhook".into() };
+        };
+        let key = if authentic { self.shkeeper_key.clone() } else { format!("{}-forged", self.shkeeper_key) };
+        let timestamp = self.target_now();
+        let body = match &notice.kind {
+            NoticeKind::Payment(paid) => {
+                let external_id = self
+                    .ids
+                    .invoices
+                    .get(&notice.reference)
+                    .cloned()
+                    .unwrap_or_else(|| format!("unknown-{}", notice.reference));
+                let amount = paid.to_decimal_string();
+                let tx = ShkeeperTransaction {
+                    txid: notice.event.clone(),
+                    date: "2026-01-01 00:00:00".into(),
+                    amount_crypto: amount.clone(),
+                    amount_fiat: amount.clone(),
+                    amount_fiat_without_fee: amount.clone(),
+                    fee_fiat: "0".into(),
+                    trigger: true,
+                    crypto: "USDT".into(),
+                };
+                ShkeeperPayment {
+                    external_id,
+                    crypto: "USDT".into(),
+                    addr: "conform-deposit-address".into(),
+                    fiat: paid.currency.code().into(),
+                    balance_fiat: amount.clone(),
+                    balance_crypto: amount,
+                    paid: true,
+                    status: "PAID".into(),
+                    transactions: vec![tx],
+                    fee_percent: "0".into(),
+                    fee_fixed: "0".into(),
+                    fee_policy: "PERCENT_FEE".into(),
+                    overpaid_fiat: "0".into(),
+                }
+                .to_body()
+            }
+            NoticeKind::Pending => {
+                return Observed::Unknown { reason: "SHKeeper sends no pending callback".into() };
+            }
+            kind => {
+                let escrow = model
+                    .escrows()
+                    .iter()
+                    .find(|e| conform_reference::providers::payout_idempotency_key(e.id) == notice.reference);
+                let (task, external) = escrow.and_then(|e| self.ids.payouts.get(&e.id).cloned()).unwrap_or_else(|| {
+                    (format!("unknown-{}", notice.reference), format!("unknown-{}", notice.reference))
+                });
+                let amount = escrow
+                    .and_then(|e| model.payout_requests().iter().rev().find(|r| r.escrow == e.id))
+                    .map(|r| r.amount);
+                let amount = amount.unwrap_or(Money::zero(Currency::Usd));
+                let status = if matches!(kind, NoticeKind::PayoutFailed) { "FAIL" } else { "SUCCESS" };
+                let value = json!({
+                    "payout_id": task, "external_id": external, "tx_hash": notice.event, "status": status,
+                    "amount": amount.to_decimal_string(), "crypto": "USDT", "amount_fiat": amount.to_decimal_string(),
+                    "currency_fiat": amount.currency.code(), "timestamp": timestamp,
+                });
+                crate::drive::webhooks::canonical_json(&value)
+            }
+        };
+        let path = hook.path.replace("{provider}", "shkeeper");
+        let delivery = ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp);
+        let mut request =
+            HttpRequest::new(Method::POST, path).anonymous().raw(delivery.body.clone(), "application/json");
+        for (name, value) in delivery.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) {
+            request = request.header(name.clone(), value.clone());
+        }
+        match self.http.send(request).await {
+            Err(e) => Observed::Unknown { reason: e.to_string() },
+            Ok(response) => {
+                let observed = self.observe(None, &response);
+                if matches!(observed, Observed::Refused { .. }) || response.status == hook.success_status {
+                    self.refresh_dead_letters().await;
+                }
+                observed
+            }
+        }
+    }
+
+    async fn observer_token(&mut self) -> Option<String> {
+        if self.observer.is_some() {
+            return self.observer.clone();
+        }
+        // The adapter's own support member: staff reads without touching the cast's sessions.
+        let user = UserId(u32::MAX);
+        if !matches!(self.create_user(user, Role::Support).await, Observed::Accepted { .. }) {
+            return None;
+        }
+        let member = self.ids.users.remove(&user)?;
+        let binding = self.profile.operation(conform_reference::ops::OperationKind::SignIn)?.clone();
+        let vars = Vars::new().with("username", member.username).with("password", member.password);
+        let response = self.call(&binding, &vars, None).await.ok()?;
+        let pointer = self.profile.auth().token_pointer.as_ref().map(|p| p.get_ref().clone());
+        self.observer = Self::pointer(&response, pointer.as_deref());
+        self.observer.clone()
+    }
+
+    async fn staff_read(&mut self, op: conform_reference::ops::OperationKind) -> Option<Value> {
+        let binding = self.profile.operation(op)?.clone();
+        let token = self.observer_token().await?;
+        let response = self.call(&binding, &Vars::new(), Some(&token)).await.ok()?;
+        let body: Value = serde_json::from_slice(&response.body).ok()?;
+        binding.is_success(response.status).then_some(body)
+    }
+
+    async fn refresh_dead_letters(&mut self) {
+        if !self.profile.capabilities().dead_letters {
+            return;
+        }
+        let Some(body) = self.staff_read(conform_reference::ops::OperationKind::ListDeadLetters).await else { return };
+        let pointer = self
+            .profile
+            .operation(conform_reference::ops::OperationKind::ListDeadLetters)
+            .and_then(|b| b.pointers.items.clone());
+        let items = pointer.and_then(|p| body.pointer(&p).cloned()).unwrap_or(body);
+        let mut ids: Vec<(String, String)> = items
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| {
+                        Some((
+                            d.get("id")?.as_str()?.to_owned(),
+                            d.get("received_at").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_by(|a, b| a.1.cmp(&b.1));
+        for (id, _) in ids {
+            if !self.ids.dead_letters.contains(&id) && !self.earlier_dead_letters.contains(&id) {
+                self.ids.dead_letters.push(id);
+            }
+        }
+    }
+
+    fn parse_account(&self, text: &str) -> Option<Account> {
+        let reverse = |target: &str| self.ids.escrows.iter().find(|(_, t)| t.as_str() == target).map(|(m, _)| *m);
+        let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+        Some(match kind {
+            "provider" => Account::Provider(Provider::ALL.into_iter().find(|p| p.name() == rest)?),
+            "escrow" => Account::Escrow(reverse(rest)?),
+            "payout" => Account::Payout(reverse(rest)?),
+            "refund" => Account::Refund(reverse(rest)?),
+            "buyer_credit" => Account::BuyerCredit(
+                self.ids.users.iter().find(|(_, m)| m.id == rest).map(|(u, _)| *u).unwrap_or(UserId(u32::MAX)),
+            ),
+            "suspense" => Account::Suspense,
+            "fees" => Account::Fees,
+            _ => return None,
+        })
+    }
+
+    fn parse_entries(&self, body: &Value) -> Result<Vec<Entry>, String> {
+        let pointer = self
+            .profile
+            .operation(conform_reference::ops::OperationKind::ReadLedger)
+            .and_then(|b| b.pointers.items.clone());
+        let items = pointer.and_then(|p| body.pointer(&p).cloned()).unwrap_or_else(|| body.clone());
+        let items = items.as_array().ok_or("the ledger answer has no entry list")?;
+        let mut entries = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let text = |field: &str| item.get(field).and_then(Value::as_str).unwrap_or("");
+            let escrow_target = text("escrow_id");
+            let escrow = self.ids.escrows.iter().find(|(_, t)| t.as_str() == escrow_target).map(|(m, _)| *m);
+            if !escrow_target.is_empty() && escrow.is_none() {
+                // An escrow of another run on the same target: not this run's business.
+                continue;
+            }
+            let kind = match text("kind") {
+                "payment" => EntryKind::Payment,
+                "suspense" | "unmatched" => EntryKind::Unmatched,
+                "release" => EntryKind::Release,
+                "refund" => EntryKind::Refund,
+                "payout_confirmed" => EntryKind::PayoutConfirmed,
+                "refund_confirmed" => EntryKind::RefundConfirmed,
+                other => return Err(format!("entry {index}: unknown kind {other:?}")),
+            };
+            let mut postings = Vec::new();
+            for posting in item.get("postings").and_then(Value::as_array).into_iter().flatten() {
+                let field = |f: &str| posting.get(f).and_then(Value::as_str).unwrap_or("");
+                let Some(account) = self.parse_account(field("account")) else { continue };
+                let currency = Currency::parse(field("currency")).map_err(|e| format!("entry {index}: {e}"))?;
+                let amount = field("amount");
+                let (negative, digits) = amount.strip_prefix('-').map_or((false, amount), |d| (true, d));
+                let minor = Money::parse(digits, currency).map_err(|e| format!("entry {index}: {e}"))?.minor;
+                postings.push(Posting { account, currency, amount: if negative { -minor } else { minor } });
+            }
+            entries.push(Entry {
+                id: EntryId(entries.len() as u32),
+                cause: Cause::Action(text("cause").to_owned()),
+                escrow,
+                time: Timestamp(0),
+                kind,
+                invoice: None,
+                postings,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+fn field_name(field: conform_reference::world::EscrowField) -> &'static str {
+    use conform_reference::world::EscrowField as F;
+    match field {
+        F::Description => "description",
+        F::State => "state",
+        F::BuyerId => "buyer_id",
+        F::SellerId => "seller_id",
+        F::Amount => "amount",
+        F::AmountReceived => "amount_received",
+        F::Id => "id",
+    }
+}
+
+impl Target for HttpTarget {
+    fn begin_scenario(&mut self) {
+        self.scenarios += 1;
+        // The model starts with every provider up.
+        self.shkeeper.set_outage(crate::simulate::Outage::None);
+        let ids = std::mem::take(&mut self.ids);
+        self.earlier_dead_letters.extend(ids.dead_letters);
+        // The target's clock keeps its offset: the model's clock starts again, but the target's cannot go back.
+    }
+
+    async fn execute(&mut self, request: &Request, predicted: &Outcome, model: &World) -> Observed {
+        let observed = match &request.op {
+            Op::CreateUser { role } => match predicted {
+                Ok(Accepted::User(user)) => self.create_user(*user, *role).await,
+                _ => Observed::Unknown { reason: "the model refused a fixture".into() },
+            },
+            Op::SignIn { name, password_ok, client } => self.sign_in(name, *password_ok, client.0, predicted).await,
+            Op::DeliverWebhook { notice, authentic, .. } => self.deliver(notice, *authentic, model).await,
+            Op::SetProviderStatus { provider, status } => {
+                // Only the SHKeeper simulator stands in for a provider here; the others' escrows are not generated
+                // for this target (see its abilities), so their availability changes nothing observable.
+                if *provider == Provider::Shkeeper {
+                    use crate::simulate::Outage;
+                    self.shkeeper.set_outage(if status.available { Outage::None } else { Outage::Unavailable });
+                }
+                Observed::Accepted { status: 200, state: None }
+            }
+            Op::AdvanceClock { seconds } => match self.profile.clock_route() {
+                None => Observed::Unknown { reason: "the profile has no test clock".into() },
+                Some(route) => match route.render(&Vars::new().with("seconds", *seconds)) {
+                    Err(e) => Observed::Unknown { reason: e.to_string() },
+                    Ok(rendered) => {
+                        match self.send(&rendered.method, &rendered.path, Vec::new(), rendered.body).await {
+                            Err(reason) => Observed::Unknown { reason },
+                            Ok(response) => {
+                                self.clock_offset += seconds;
+                                self.observe(None, &response)
+                            }
+                        }
+                    }
+                },
+            },
+            op => {
+                let Some(kind) = op.kind() else { return Observed::Unknown { reason: "no operation".into() } };
+                let Some(binding) = self.profile.operation(kind).cloned() else {
+                    return Observed::Unknown { reason: format!("the profile does not bind {kind}") };
+                };
+                let vars = match self.vars_for(request, model) {
+                    Ok(vars) => vars,
+                    Err(reason) => return Observed::Unknown { reason },
+                };
+                let token = request
+                    .auth
+                    .map(|t| self.ids.access.get(&t).cloned().unwrap_or_else(|| "revoked-or-unknown".into()));
+                match self.call(&binding, &vars, token.as_ref()).await {
+                    Err(reason) => Observed::Unknown { reason },
+                    Ok(response) => {
+                        let observed = self.observe(Some(&binding), &response);
+                        if matches!(observed, Observed::Accepted { .. }) {
+                            if matches!(op, Op::Refresh { .. }) {
+                                self.learn_tokens(&response, predicted);
+                            }
+                            self.learn(request, predicted, &binding, &response, model);
+                        }
+                        observed
+                    }
+                }
+            }
+        };
+        self.learn_payouts(model);
+        observed
+    }
+
+    async fn ledger(&mut self, model: &World) -> Option<Result<LedgerView, String>> {
+        if !self.profile.capabilities().ledger_read {
+            return None;
+        }
+        let body = match self.staff_read(conform_reference::ops::OperationKind::ReadLedger).await {
+            Some(body) => body,
+            None => return Some(Err("the ledger could not be read".into())),
+        };
+        let escrows: Vec<EscrowFacts> = model
+            .escrow_facts()
+            .into_iter()
+            .filter(|f| self.ids.escrows.contains_key(&f.id))
+            .map(|f| EscrowFacts { received: None, invoice: None, ..f })
+            .collect();
+        Some(self.parse_entries(&body).map(|entries| LedgerView { entries, escrows }))
+    }
+}
