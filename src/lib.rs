@@ -13,3 +13,4 @@ pub mod oracle;
 pub mod profile;
 pub mod serve;
 pub mod simulate;
+pub mod target_run;

@@ -49,7 +49,7 @@ pub struct ModelRunReport {
 }
 
 /// The seed as proptest's ChaCha RNG wants it.
-fn rng_seed(seed: u64) -> [u8; 32] {
+pub fn rng_seed(seed: u64) -> [u8; 32] {
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&(seed.rotate_left(i as u32 * 16) ^ (i as u64)).to_le_bytes());

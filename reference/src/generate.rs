@@ -347,11 +347,19 @@ pub struct Abilities {
     pub switch_providers: bool,
     /// Providers whose escrows the target can run end to end.
     pub providers: Vec<Provider>,
+    /// Providers whose payouts the harness can confirm or fail through a callback; a manual-wallet payout, for
+    /// one, has no provider to call back on a target that pays it out by hand.
+    pub payout_callbacks: Vec<Provider>,
 }
 
 impl Default for Abilities {
     fn default() -> Self {
-        Abilities { clock: true, switch_providers: true, providers: Provider::ALL.to_vec() }
+        Abilities {
+            clock: true,
+            switch_providers: true,
+            providers: Provider::ALL.to_vec(),
+            payout_callbacks: Provider::ALL.to_vec(),
+        }
     }
 }
 
@@ -362,9 +370,11 @@ pub struct Script {
     abilities: Abilities,
     users: Vec<UserId>,
     credentials: Vec<Credentials>,
-    escrows: Vec<(EscrowId, u8, u8, Money)>,
+    escrows: Vec<(EscrowId, u8, u8, Money, Provider)>,
     approvals: Vec<ApprovalId>,
     dead_letters: u32,
+    /// Escrows whose start_payment was accepted: their invoice exists at the provider.
+    invoiced: Vec<EscrowId>,
     /// Seconds the script has moved the clock forward.
     elapsed: i64,
     /// Escrows whose accepted resolution or refund means the provider owes a refund, not a payout.
@@ -404,9 +414,9 @@ impl Script {
                     self.remember(user, *tokens, true);
                 }
             }
-            (Op::CreateEscrow { amount, .. }, Ok(Accepted::Escrow(id))) => {
+            (Op::CreateEscrow { amount, provider, .. }, Ok(Accepted::Escrow(id))) => {
                 if let Some(Step::Create { buyer, seller, .. }) = step {
-                    self.escrows.push((*id, *buyer, *seller, amount));
+                    self.escrows.push((*id, *buyer, *seller, amount, provider));
                 }
             }
             (
@@ -418,6 +428,7 @@ impl Script {
                     self.approvals.push(*id);
                 }
             }
+            (Op::StartPayment { escrow }, Ok(_)) => self.invoiced.push(escrow),
             (_, Ok(Accepted::PendingApproval(id))) => self.approvals.push(*id),
             (Op::AdvanceClock { seconds }, Ok(_)) => self.elapsed += seconds.max(0),
             (Op::StepUp { .. }, Ok(_)) => {
@@ -452,7 +463,7 @@ impl Script {
     }
 
     /// Escrows are named from the latest backwards, so that most steps push one escrow further.
-    fn escrow(&self, index: u8) -> Option<(EscrowId, u8, u8, Money)> {
+    fn escrow(&self, index: u8) -> Option<(EscrowId, u8, u8, Money, Provider)> {
         let n = self.escrows.len();
         (n > 0).then(|| self.escrows[n - 1 - index as usize % n])
     }
@@ -534,7 +545,7 @@ impl Script {
                 call(Some(*buyer), Op::CreateEscrow { seller, amount, provider: *provider, extra: *extra })
             }
             Step::Act { escrow, who, act } => {
-                let (id, buyer, seller, amount) = self.escrow(*escrow)?;
+                let (id, buyer, seller, amount, _) = self.escrow(*escrow)?;
                 let actor = self.actor_index(*who, Some(*act), buyer, seller);
                 let op = match *act {
                     EscrowAct::StartPayment => Op::StartPayment { escrow: id },
@@ -580,7 +591,7 @@ impl Script {
                 call(admin(false), Op::ReplayDeadLetter { dead_letter: id })
             }
             Step::Pay { escrow, portion, wrong_currency, event, authentic } => {
-                let (id, _, _, amount) = self.escrow(*escrow)?;
+                let (id, _, _, amount, _) = self.escrow(*escrow)?;
                 let minor = match portion {
                     Portion::Due => amount.minor,
                     Portion::Half => (amount.minor / 2).max(1),
@@ -591,8 +602,11 @@ impl Script {
                 } else {
                     amount.currency
                 };
+                // The same event id always means the same payment: its content, and whether its invoice existed when
+                // the provider sent it, are part of the id (a provider cannot pay an invoice it has not issued).
+                let bound = if self.invoiced.contains(&id) { "bound" } else { "unbound" };
                 let notice = Notice {
-                    event: format!("pay-{}-{event}", id.0),
+                    event: format!("pay-{}-{bound}-{portion:?}-{}-{event}", id.0, currency.code()),
                     reference: invoice_external_id(id),
                     kind: NoticeKind::Payment(Money::from_minor(minor, currency)),
                 };
@@ -607,16 +621,24 @@ impl Script {
                 )
             }
             Step::PayoutNotice { escrow, confirmed, event } => {
-                let (id, ..) = self.escrow(*escrow)?;
-                // Mostly the confirmation the escrow's direction calls for, sometimes the other one (out of order).
-                let refunding = self.refunding.contains(&id) != (event % 5 == 4);
+                let (id, .., provider) = self.escrow(*escrow)?;
+                if !self.abilities.payout_callbacks.contains(&provider) {
+                    return None;
+                }
+                // The confirmation the escrow's direction calls for: SHKeeper's payout callback cannot say which
+                // direction it confirms, so a crossed one has no wire form to test a target with.
+                let refunding = self.refunding.contains(&id);
                 let kind = match (confirmed, refunding) {
                     (false, _) => NoticeKind::PayoutFailed,
                     (true, false) => NoticeKind::PayoutConfirmed,
                     (true, true) => NoticeKind::RefundConfirmed,
                 };
                 let reference = payout_idempotency_key(id);
-                deliver(Notice { event: format!("payout-{}-{event}", id.0), reference, kind }, true)
+                // One provider event is one outcome: a failure and a confirmation are different events.
+                let outcome = if *confirmed { "confirmed" } else { "failed" };
+                // A payout has one outcome callback (SHKeeper keys it by payout id alone): its copies are duplicates.
+                let _ = event;
+                deliver(Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
             }
             Step::ProviderStatus { provider, status } => {
                 send(Op::SetProviderStatus { provider: *provider, status: *status })

@@ -532,6 +532,9 @@ pub struct DeadLetter {
     pub reason: crate::webhooks::DeadLetterReason,
     /// When it arrived.
     pub time: Timestamp,
+    /// The deduplication key's resolution when the delivery got past deduplication and was booked (to suspense,
+    /// or not at all): a replay is then the same event, a duplicate, even if its invoice exists by now.
+    pub booked_as: Option<Option<EscrowId>>,
 }
 
 /// A payout (or refund) the server asked a provider for (PRV-4).
@@ -573,7 +576,10 @@ pub struct World {
     approvals: Vec<Approval>,
     audit: Vec<AuditRecord>,
     dead_letters: Vec<DeadLetter>,
-    processed_events: HashSet<(Provider, String)>,
+    /// Provider events applied, keyed as the provider's own deduplication key is: the event and the server object
+    /// it names (SHKeeper's external id and txid). An event that named no known invoice or payout is a different
+    /// event from one that does: on the wire they carry different external ids.
+    processed_events: HashSet<(Provider, String, Option<EscrowId>)>,
     used_tx_hashes: HashSet<String>,
     invoices: HashMap<String, EscrowId>,
     providers: [ProviderStatus; 3],
@@ -632,6 +638,9 @@ impl World {
         self.requests += 1;
         self.updates.clear();
         self.fired.clear();
+        // Deadlines hold whenever their condition does, not only when the clock moves: an escrow returned to
+        // awaiting_payment after its deadline expires before the next request is judged.
+        self.fire_deadlines();
         let caller = self.authenticate(request.auth);
         let outcome = match caller {
             Ok(caller) => self.dispatch(caller, request),
@@ -894,7 +903,9 @@ impl World {
             // Instructions only: pay to the platform's address and submit a proof.
             return Ok(Accepted::Escrow(id));
         }
-        if !status.available {
+        // A retry with an invoice already bound answers it again without asking the provider (PRV-1), so an outage
+        // cannot fail it.
+        if !status.available && e.invoice.is_none() {
             return Err(Refusal::ProviderUnavailable);
         }
         let e = &mut self.escrows[id.0 as usize];
@@ -1089,12 +1100,14 @@ impl World {
         authentic: bool,
         reason: crate::webhooks::DeadLetterReason,
         replay_of: Option<DeadLetterId>,
+        booked_as: Option<Option<EscrowId>>,
     ) -> DeadLetterId {
         if let Some(id) = replay_of {
             return id;
         }
         let id = DeadLetterId(self.dead_letters.len() as u32);
-        self.dead_letters.push(DeadLetter { id, provider, notice: notice.clone(), authentic, reason, time: self.now });
+        let time = self.now;
+        self.dead_letters.push(DeadLetter { id, provider, notice: notice.clone(), authentic, reason, time, booked_as });
         id
     }
 
@@ -1113,7 +1126,7 @@ impl World {
     ) -> Outcome {
         use crate::webhooks::DeadLetterReason as Reason;
         if !self.providers[provider_index(provider)].enabled {
-            self.dead_letter(provider, notice, authentic, Reason::ProviderDisabled, replay_of);
+            self.dead_letter(provider, notice, authentic, Reason::ProviderDisabled, replay_of, None);
             return Err(Refusal::ProviderDisabled);
         }
         if !authentic {
@@ -1123,10 +1136,18 @@ impl World {
                 authentic,
                 Reason::AuthenticationFailed("signature".to_owned()),
                 replay_of,
+                None,
             );
             return Err(Refusal::WebhookUnauthenticated);
         }
-        if !self.processed_events.insert((provider, notice.event.clone())) {
+        let booked = replay_of.and_then(|id| self.dead_letters.get(id.0 as usize)).and_then(|d| d.booked_as);
+        let resolved = booked.unwrap_or_else(|| match notice.kind {
+            NoticeKind::Payment(_) | NoticeKind::Pending => self.invoices.get(&notice.reference).copied(),
+            NoticeKind::PayoutConfirmed | NoticeKind::RefundConfirmed | NoticeKind::PayoutFailed => {
+                self.escrow_of_payout_key(&notice.reference).filter(|id| self.escrows[id.0 as usize].payout.is_some())
+            }
+        });
+        if !self.processed_events.insert((provider, notice.event.clone(), resolved)) {
             return Ok(Accepted::Duplicate);
         }
         let cause = Cause::ProviderEvent { provider, event: notice.event.clone() };
@@ -1152,15 +1173,21 @@ impl World {
                         authentic,
                         Reason::UnknownInvoice,
                         replay_of,
+                        Some(resolved),
                     )));
                 };
                 let state = self.escrows[id.0 as usize].state;
                 let to_suspense = self.book_payment(provider, id, *paid, cause, Some(notice.reference.clone()));
                 if to_suspense {
                     let reason = if state.is_terminal() { Reason::ProcessingFailed } else { Reason::CurrencyMismatch };
-                    return Ok(Accepted::DeadLettered(
-                        self.dead_letter(provider, notice, authentic, reason, replay_of),
-                    ));
+                    return Ok(Accepted::DeadLettered(self.dead_letter(
+                        provider,
+                        notice,
+                        authentic,
+                        reason,
+                        replay_of,
+                        Some(resolved),
+                    )));
                 }
                 let e = &self.escrows[id.0 as usize];
                 if state == EscrowState::AwaitingPayment {
@@ -1184,6 +1211,7 @@ impl World {
                         authentic,
                         Reason::ProcessingFailed,
                         replay_of,
+                        Some(resolved),
                     ))),
                 }
             }

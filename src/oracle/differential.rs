@@ -64,6 +64,9 @@ pub struct DifferentialRun {
     pub finding: Option<Finding>,
     /// Every exchange, in order: the reproduction a report shows.
     pub trace: Vec<Exchange>,
+    /// How often each rule was checked and held: the rules of every agreed decision, and the ledger invariants
+    /// after every request where the ledger could be read.
+    pub checks: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// One request as both sides answered it.
@@ -146,7 +149,16 @@ async fn exchange<T: Target>(
         difference,
     };
     match compare(&request.op, &predicted, state_after(&request, &predicted, world), &observed) {
-        Verdict::Agree => run.agreed += 1,
+        Verdict::Agree => {
+            run.agreed += 1;
+            let rules = match &predicted {
+                Ok(_) => super::rules_of_operation(&request.op),
+                Err(refusal) => super::rules_of_refusal(*refusal),
+            };
+            for rule in rules {
+                *run.checks.entry(rule).or_default() += 1;
+            }
+        }
         Verdict::Unknown { reason } => run.unknown.push((run.requests, reason)),
         Verdict::Differ(difference) => return Err(finding(request, difference)),
     }
@@ -157,7 +169,11 @@ async fn exchange<T: Target>(
             let balances = Ledger::from_entries(view.entries.clone()).raw_balances();
             let violations =
                 checker.step(&Observation { entries: &view.entries, balances: &balances, escrows: &view.escrows });
-            if !violations.is_empty() {
+            if violations.is_empty() {
+                for invariant in conform_reference::invariants::REGISTRY {
+                    *run.checks.entry(invariant.id).or_default() += 1;
+                }
+            } else {
                 let mut rules: Vec<&'static str> = violations.iter().map(|v| v.invariant).collect();
                 rules.dedup();
                 let observed = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");

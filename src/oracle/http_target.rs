@@ -60,11 +60,21 @@ pub struct HttpTarget {
     clock_offset: i64,
     /// Makes usernames unique across runs against one long-lived target.
     run_tag: String,
-    /// Dead letters of earlier scenarios, which this scenario's model knows nothing of.
-    earlier_dead_letters: Vec<String>,
+    /// The target's ledger as read so far, page by page (the cursor that fetched each page, and its entries):
+    /// the ledger is append-only, so each read fetches only the last page again and what follows it.
+    ledger_pages: Vec<(Option<String>, Vec<Value>)>,
+    /// How many ledger entries there were when this scenario began (`None` until its first read).
+    ledger_start: Option<usize>,
+    /// The dead-letter list as read so far, and its length when this scenario began.
+    dead_letter_pages: Vec<(Option<String>, Vec<Value>)>,
+    dead_letter_start: Option<usize>,
+    /// How many invoices and payout tasks the simulator had when this scenario began: earlier ones belong to
+    /// earlier scenarios.
+    provider_marks: (usize, usize),
     /// Scenarios begun, for unique usernames.
     scenarios: u32,
-    /// A support member of the adapter's own, for staff reads (ledger, dead letters).
+    /// A support member of the adapter's own, for staff reads (ledger, dead letters), and its current token.
+    observer_member: Option<Member>,
     observer: Option<String>,
 }
 
@@ -91,9 +101,20 @@ impl HttpTarget {
             clock_offset: 0,
             run_tag,
             scenarios: 0,
-            earlier_dead_letters: Vec::new(),
+            ledger_pages: Vec::new(),
+            ledger_start: None,
+            dead_letter_pages: Vec::new(),
+            dead_letter_start: None,
+            provider_marks: (0, 0),
+            observer_member: None,
             observer: None,
         }
+    }
+
+    /// An id of the model's (an event, an unknown reference) made unique to this scenario: the target remembers
+    /// earlier scenarios' events, the model does not.
+    fn scoped(&self, id: &str) -> String {
+        format!("{id}-{}-s{}", self.run_tag, self.scenarios)
     }
 
     fn target_now(&self) -> i64 {
@@ -207,7 +228,11 @@ impl HttpTarget {
             Err(e) => return Observed::Unknown { reason: e.to_string() },
         };
         // Each cast member signs in from its own client address (SES-10 limits per client).
-        let headers = vec![("X-Forwarded-For".to_owned(), format!("10.77.0.{}", client % 250 + 1))];
+        // The model starts every scenario with fresh limits; the target remembers earlier scenarios' attempts, so
+        // each scenario's clients get addresses of their own.
+        let scenario = self.scenarios;
+        let address = format!("10.{}.{}.{}", (scenario / 250) % 250, scenario % 250, client % 250 + 1);
+        let headers = vec![("X-Forwarded-For".to_owned(), address)];
         match self.send(&rendered.method, &rendered.path, headers, rendered.body).await {
             Err(reason) => Observed::Unknown { reason },
             Ok(response) => {
@@ -340,7 +365,9 @@ impl HttpTarget {
             (Op::StartPayment { escrow }, Ok(_)) => {
                 let model_ref = model.escrow(*escrow).and_then(|e| e.invoice.clone());
                 let known: Vec<&String> = self.ids.invoices.values().collect();
-                let newest = self.shkeeper.invoices().into_iter().rev().find(|i| !known.contains(&&i.external_id));
+                let invoices = self.shkeeper.invoices();
+                let this_scenario = invoices.get(self.provider_marks.0..).unwrap_or_default();
+                let newest = this_scenario.iter().rev().find(|i| !known.contains(&&i.external_id)).cloned();
                 if let (Some(model_ref), Some(invoice)) = (model_ref, newest) {
                     self.ids.invoices.entry(model_ref).or_insert(invoice.external_id);
                 }
@@ -356,7 +383,8 @@ impl HttpTarget {
 
     /// Learns the payout the target asked the provider for, for each escrow the model has one for.
     fn learn_payouts(&mut self, model: &World) {
-        let tasks = self.shkeeper.payouts();
+        let all = self.shkeeper.payouts();
+        let tasks = all.get(self.provider_marks.1..).unwrap_or_default();
         for request in model.payout_requests() {
             if self.ids.payouts.contains_key(&request.escrow) {
                 continue;
@@ -382,10 +410,10 @@ impl HttpTarget {
                     .invoices
                     .get(&notice.reference)
                     .cloned()
-                    .unwrap_or_else(|| format!("unknown-{}", notice.reference));
+                    .unwrap_or_else(|| self.scoped(&format!("unknown-{}", notice.reference)));
                 let amount = paid.to_decimal_string();
                 let tx = ShkeeperTransaction {
-                    txid: notice.event.clone(),
+                    txid: self.scoped(&notice.event),
                     date: "2026-01-01 00:00:00".into(),
                     amount_crypto: amount.clone(),
                     amount_fiat: amount.clone(),
@@ -420,7 +448,8 @@ impl HttpTarget {
                     .iter()
                     .find(|e| conform_reference::providers::payout_idempotency_key(e.id) == notice.reference);
                 let (task, external) = escrow.and_then(|e| self.ids.payouts.get(&e.id).cloned()).unwrap_or_else(|| {
-                    (format!("unknown-{}", notice.reference), format!("unknown-{}", notice.reference))
+                    let unknown = self.scoped(&format!("unknown-{}", notice.reference));
+                    (unknown.clone(), unknown)
                 });
                 let amount = escrow
                     .and_then(|e| model.payout_requests().iter().rev().find(|r| r.escrow == e.id))
@@ -428,7 +457,7 @@ impl HttpTarget {
                 let amount = amount.unwrap_or(Money::zero(Currency::Usd));
                 let status = if matches!(kind, NoticeKind::PayoutFailed) { "FAIL" } else { "SUCCESS" };
                 let value = json!({
-                    "payout_id": task, "external_id": external, "tx_hash": notice.event, "status": status,
+                    "payout_id": task, "external_id": external, "tx_hash": self.scoped(&notice.event), "status": status,
                     "amount": amount.to_decimal_string(), "crypto": "USDT", "amount_fiat": amount.to_decimal_string(),
                     "currency_fiat": amount.currency.code(), "timestamp": timestamp,
                 });
@@ -458,24 +487,39 @@ impl HttpTarget {
         if self.observer.is_some() {
             return self.observer.clone();
         }
-        // The adapter's own support member: staff reads without touching the cast's sessions.
-        let user = UserId(u32::MAX);
-        if !matches!(self.create_user(user, Role::Support).await, Observed::Accepted { .. }) {
-            return None;
+        if self.observer_member.is_none() {
+            // The adapter's own support member: staff reads without touching the cast's sessions.
+            let user = UserId(u32::MAX);
+            if !matches!(self.create_user(user, Role::Support).await, Observed::Accepted { .. }) {
+                return None;
+            }
+            self.observer_member = self.ids.users.remove(&user);
         }
-        let member = self.ids.users.remove(&user)?;
+        let member = self.observer_member.clone()?;
         let binding = self.profile.operation(conform_reference::ops::OperationKind::SignIn)?.clone();
         let vars = Vars::new().with("username", member.username).with("password", member.password);
-        let response = self.call(&binding, &vars, None).await.ok()?;
+        let rendered = binding.render(&vars).ok()?;
+        let headers = vec![("X-Forwarded-For".to_owned(), "10.251.0.1".to_owned())];
+        let response = self.send(&rendered.method, &rendered.path, headers, rendered.body).await.ok()?;
         let pointer = self.profile.auth().token_pointer.as_ref().map(|p| p.get_ref().clone());
         self.observer = Self::pointer(&response, pointer.as_deref());
         self.observer.clone()
     }
 
-    async fn staff_read(&mut self, op: conform_reference::ops::OperationKind) -> Option<Value> {
+    async fn staff_read(&mut self, op: conform_reference::ops::OperationKind, vars: &Vars) -> Option<Value> {
         let binding = self.profile.operation(op)?.clone();
-        let token = self.observer_token().await?;
-        let response = self.call(&binding, &Vars::new(), Some(&token)).await.ok()?;
+        let mut response = None;
+        // Twice at most: the observer's session may have expired when the test clock moved.
+        for _ in 0..2 {
+            let token = self.observer_token().await?;
+            let answer = self.call(&binding, vars, Some(&token)).await.ok()?;
+            if answer.status != 401 {
+                response = Some(answer);
+                break;
+            }
+            self.observer = None;
+        }
+        let response = response?;
         let body: Value = serde_json::from_slice(&response.body).ok()?;
         binding.is_success(response.status).then_some(body)
     }
@@ -484,31 +528,49 @@ impl HttpTarget {
         if !self.profile.capabilities().dead_letters {
             return;
         }
-        let Some(body) = self.staff_read(conform_reference::ops::OperationKind::ListDeadLetters).await else { return };
-        let pointer = self
-            .profile
-            .operation(conform_reference::ops::OperationKind::ListDeadLetters)
-            .and_then(|b| b.pointers.items.clone());
-        let items = pointer.and_then(|p| body.pointer(&p).cloned()).unwrap_or(body);
-        let mut ids: Vec<(String, String)> = items
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| {
-                        Some((
-                            d.get("id")?.as_str()?.to_owned(),
-                            d.get("received_at").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort_by(|a, b| a.1.cmp(&b.1));
-        for (id, _) in ids {
-            if !self.ids.dead_letters.contains(&id) && !self.earlier_dead_letters.contains(&id) {
-                self.ids.dead_letters.push(id);
+        let pages = std::mem::take(&mut self.dead_letter_pages);
+        let Ok(pages) = self.fetch_pages(conform_reference::ops::OperationKind::ListDeadLetters, pages).await else {
+            return;
+        };
+        self.dead_letter_pages = pages;
+        // The list is in arrival order; the ones after this scenario's start are this scenario's, in order.
+        let ids: Vec<String> = self
+            .dead_letter_pages
+            .iter()
+            .flat_map(|(_, items)| items.iter())
+            .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let start = *self.dead_letter_start.get_or_insert(ids.len());
+        self.ids.dead_letters = ids.get(start..).unwrap_or_default().to_vec();
+    }
+
+    /// Brings a cached staff list (ledger, dead letters) up to date: the last page again (it may have grown), then
+    /// every page after it. Both lists are append-only, so the earlier pages never change.
+    async fn fetch_pages(
+        &mut self,
+        op: conform_reference::ops::OperationKind,
+        mut pages: Vec<(Option<String>, Vec<Value>)>,
+    ) -> Result<Vec<(Option<String>, Vec<Value>)>, String> {
+        let items_pointer = self.profile.operation(op).and_then(|b| b.pointers.items.clone());
+        let mut cursor = pages.pop().and_then(|(cursor, _)| cursor);
+        // A bound on pages, so a target whose cursor never ends cannot hang the run.
+        for _ in 0..1000 {
+            let mut vars = Vars::new().with("limit", 500);
+            if let Some(cursor) = &cursor {
+                vars.set("cursor", cursor.clone());
+            }
+            let body = self.staff_read(op, &vars).await.ok_or_else(|| format!("{op} could not be read"))?;
+            let items = items_pointer.as_deref().and_then(|p| body.pointer(p)).unwrap_or(&body);
+            let items = items.as_array().cloned().ok_or_else(|| format!("the {op} answer has no item list"))?;
+            // The canonical API's cursor field; a target that pages otherwise is read from its first page only.
+            let next = body.get("next_cursor").and_then(Value::as_str).map(str::to_owned);
+            pages.push((cursor.clone(), items));
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(pages),
             }
         }
+        Err(format!("{op} has more than 1000 pages"))
     }
 
     fn parse_account(&self, text: &str) -> Option<Account> {
@@ -528,13 +590,7 @@ impl HttpTarget {
         })
     }
 
-    fn parse_entries(&self, body: &Value) -> Result<Vec<Entry>, String> {
-        let pointer = self
-            .profile
-            .operation(conform_reference::ops::OperationKind::ReadLedger)
-            .and_then(|b| b.pointers.items.clone());
-        let items = pointer.and_then(|p| body.pointer(&p).cloned()).unwrap_or_else(|| body.clone());
-        let items = items.as_array().ok_or("the ledger answer has no entry list")?;
+    fn parse_entries(&self, items: &[Value]) -> Result<Vec<Entry>, String> {
         let mut entries = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let text = |field: &str| item.get(field).and_then(Value::as_str).unwrap_or("");
@@ -593,14 +649,20 @@ fn field_name(field: conform_reference::world::EscrowField) -> &'static str {
 impl Target for HttpTarget {
     fn begin_scenario(&mut self) {
         self.scenarios += 1;
+        self.ledger_start = None;
+        self.dead_letter_start = None;
+        self.provider_marks = (self.shkeeper.invoices().len(), self.shkeeper.payouts().len());
         // The model starts with every provider up.
         self.shkeeper.set_outage(crate::simulate::Outage::None);
-        let ids = std::mem::take(&mut self.ids);
-        self.earlier_dead_letters.extend(ids.dead_letters);
+        self.ids = Ids::default();
         // The target's clock keeps its offset: the model's clock starts again, but the target's cannot go back.
     }
 
     async fn execute(&mut self, request: &Request, predicted: &Outcome, model: &World) -> Observed {
+        if self.dead_letter_start.is_none() {
+            // Where this scenario's dead letters begin, before any of them can exist.
+            self.refresh_dead_letters().await;
+        }
         let observed = match &request.op {
             Op::CreateUser { role } => match predicted {
                 Ok(Accepted::User(user)) => self.create_user(*user, *role).await,
@@ -667,16 +729,19 @@ impl Target for HttpTarget {
         if !self.profile.capabilities().ledger_read {
             return None;
         }
-        let body = match self.staff_read(conform_reference::ops::OperationKind::ReadLedger).await {
-            Some(body) => body,
-            None => return Some(Err("the ledger could not be read".into())),
-        };
+        let pages = std::mem::take(&mut self.ledger_pages);
+        match self.fetch_pages(conform_reference::ops::OperationKind::ReadLedger, pages).await {
+            Ok(pages) => self.ledger_pages = pages,
+            Err(reason) => return Some(Err(reason)),
+        }
+        let all: Vec<Value> = self.ledger_pages.iter().flat_map(|(_, items)| items.iter().cloned()).collect();
+        let start = *self.ledger_start.get_or_insert(all.len());
         let escrows: Vec<EscrowFacts> = model
             .escrow_facts()
             .into_iter()
             .filter(|f| self.ids.escrows.contains_key(&f.id))
             .map(|f| EscrowFacts { received: None, invoice: None, ..f })
             .collect();
-        Some(self.parse_entries(&body).map(|entries| LedgerView { entries, escrows }))
+        Some(self.parse_entries(all.get(start..).unwrap_or_default()).map(|entries| LedgerView { entries, escrows }))
     }
 }

@@ -8,15 +8,20 @@ use conform::oracle::differential::run_differential;
 use conform::oracle::http_target::HttpTarget;
 use conform::profile::Profile;
 use conform::simulate::{ShkeeperConfig, ShkeeperSim};
-use conform_embedded::faults::{Fault, FaultSet};
 use conform_embedded::TargetConfig;
+use conform_embedded::faults::{Fault, FaultSet};
 use conform_reference::generate::{Abilities, EscrowAct, Step, Who, scenario};
 use conform_reference::ledger::Provider;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 
 fn abilities() -> Abilities {
-    Abilities { clock: true, switch_providers: false, providers: vec![Provider::Shkeeper, Provider::ManualWallet] }
+    Abilities {
+        clock: true,
+        switch_providers: false,
+        providers: vec![Provider::Shkeeper, Provider::ManualWallet],
+        payout_callbacks: vec![Provider::Shkeeper],
+    }
 }
 
 async fn target(faults: FaultSet) -> (conform_embedded::RunningTarget, Arc<ShkeeperSim>, HttpTarget) {
@@ -29,7 +34,8 @@ async fn target(faults: FaultSet) -> (conform_embedded::RunningTarget, Arc<Shkee
         ..TargetConfig::default()
     };
     let running = conform_embedded::start(config).await.expect("embedded target");
-    let profile = Profile::load(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/profiles/embedded.toml")).expect("profile");
+    let profile =
+        Profile::load(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/profiles/embedded.toml")).expect("profile");
     let http = HttpDriver::new(HttpConfig::new(running.base_url())).expect("driver");
     let key = sim.config().api_key.clone();
     let adapter = HttpTarget::new(profile, http, sim.clone(), key, format!("run{}", std::process::id()));
@@ -39,7 +45,8 @@ async fn target(faults: FaultSet) -> (conform_embedded::RunningTarget, Arc<Shkee
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clean_embedded_target_agrees_with_the_model() {
     let (_running, _sim, mut adapter) = target(FaultSet::none()).await;
-    let mut runner = TestRunner::new_with_rng(RunnerConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[11; 32]));
+    let mut runner =
+        TestRunner::new_with_rng(RunnerConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[11; 32]));
     let strategy = scenario(30..120);
     let mut requests = 0;
     let mut unknown = 0;
@@ -49,7 +56,10 @@ async fn the_clean_embedded_target_agrees_with_the_model() {
         requests += run.requests;
         if run.finding.is_some() {
             for exchange in run.trace.iter().rev().take(12).rev() {
-                println!("{:?}\n   model: {}\n   target: {:?}", exchange.request.op, exchange.predicted, exchange.observed);
+                println!(
+                    "{:?}\n   model: {}\n   target: {:?}",
+                    exchange.request.op, exchange.predicted, exchange.observed
+                );
             }
         }
         assert!(run.finding.is_none(), "case {case}: {:#?}\nunknown: {:?}", run.finding, run.unknown);

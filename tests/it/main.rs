@@ -2,10 +2,10 @@
 
 mod cli;
 mod contracts;
+mod differential;
+mod embedded_realtime;
 mod http;
 mod passkey;
+mod profile;
 mod simulate;
 mod socketio;
-mod embedded_realtime;
-mod profile;
-mod differential;

@@ -172,7 +172,11 @@ impl Fault {
 
     /// Looks a fault up by name; the error lists the valid names.
     pub fn parse(name: &str) -> Result<Fault, UnknownFault> {
-        CATALOG.iter().find(|info| info.name == name).map(|info| info.fault).ok_or_else(|| UnknownFault { name: name.to_owned() })
+        CATALOG
+            .iter()
+            .find(|info| info.name == name)
+            .map(|info| info.fault)
+            .ok_or_else(|| UnknownFault { name: name.to_owned() })
     }
 }
 

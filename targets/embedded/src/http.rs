@@ -29,6 +29,8 @@ use crate::util::{ApiError, decode_base32, json_response, parse_rfc3339, rfc3339
 
 pub(crate) type App = Arc<Shared>;
 type Res = Result<Response, ApiError>;
+/// An answer with the payouts to send before it goes out.
+type Finished = (Res, Vec<PayoutJob>);
 
 /// The whole REST router.
 pub(crate) fn router(app: App) -> Router {
@@ -74,6 +76,19 @@ pub(crate) fn router(app: App) -> Router {
         .route("/v1/test/clock", post(test_clock))
         .fallback(fallback)
         .with_state(app)
+        .layer(axum::middleware::from_fn(access_log))
+}
+
+/// With `CONFORM_EMBEDDED_LOG` set, one line per request on stderr: method, path and query, status, time.
+async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
+    if std::env::var_os("CONFORM_EMBEDDED_LOG").is_none() {
+        return next.run(req).await;
+    }
+    let line = format!("{} {}", req.method(), req.uri());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    eprintln!("conform-embedded: {line} -> {} ({} ms)", resp.status().as_u16(), started.elapsed().as_millis());
+    resp
 }
 
 async fn fallback() -> Response {
@@ -136,8 +151,9 @@ fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 impl Req {
+    /// A query parameter; an empty one counts as absent (`?cursor=` is the first page).
     fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     fn bearer(&self) -> Option<&str> {
@@ -253,6 +269,20 @@ fn dispatch(app: &App, st: &mut State) {
     let jobs = std::mem::take(&mut st.outbox);
     for job in jobs {
         spawn_payout(app.clone(), job);
+    }
+}
+
+/// The payouts a critical section queued, to send with [`send_jobs`] once the lock is let go.
+fn take_jobs(st: &mut State) -> Vec<PayoutJob> {
+    std::mem::take(&mut st.outbox)
+}
+
+/// Asks the provider for each payout before the answer goes out, so a client (or the harness) that reads the
+/// provider next sees it. Called with the lock let go.
+async fn send_jobs(app: &App, jobs: Vec<PayoutJob>) {
+    for job in jobs {
+        let result = outbound::send_payout(app, &job).await;
+        app.lock().payout_result(job.escrow, result.err());
     }
 }
 
@@ -534,8 +564,10 @@ async fn update_escrow(AxState(app): AxState<App>, Path(eid): Path<String>, req:
             let mass = st.on(Fault::MassAssignedStatus);
             let allowed: &[&str] = if mass { &["description", "state", "amount_received"] } else { &["description"] };
             let o = req.object(allowed, &[])?;
-            // The description of a closed escrow may still change, as the reference model decides (its state,
-            // amounts and ledger never do, ESC-22).
+            if st.escrows[id.0 as usize].m.state.is_terminal() {
+                // A closed escrow never changes again, its description included (ESC-22).
+                return Err(Refusal::InvalidTransition.into());
+            }
             let description = text_field(&o, "description", 2000)?;
             let new_state = match opt_str(&o, "state")? {
                 Some(s) => Some(EscrowState::parse(s).ok_or_else(|| ApiError::validation("unknown state"))?),
@@ -633,9 +665,18 @@ async fn submit_proof(AxState(app): AxState<App>, Path(eid): Path<String>, req: 
 /// A participant action that is one step of the table.
 async fn simple_action(app: App, eid: String, req: Request, op: Op) -> Res {
     let req = read(&app, req).await?;
-    let mut st = locked(&app);
+    let (resp, jobs) = {
+        let mut st = locked(&app);
+        let resp = simple_action_locked(&mut st, &req, &eid, op);
+        (resp, take_jobs(&mut st))
+    };
+    send_jobs(&app, jobs).await;
+    resp
+}
+
+fn simple_action_locked(st: &mut State, req: &Req, eid: &str, op: Op) -> Res {
     let caller = st.authenticate_header(req.bearer())?;
-    let id = st.escrow_for(&caller, op, &eid, req.if_match()?)?;
+    let id = st.escrow_for(&caller, op, eid, req.if_match()?)?;
     if op == Op::OpenDispute {
         let o = req.object(&["reason"], &[])?;
         text_field(&o, "reason", 2000)?;
@@ -659,9 +700,7 @@ async fn simple_action(app: App, eid: String, req: Request, op: Op) -> Res {
         }
         _ => return Err(Refusal::NotFound.into()),
     }
-    let resp = escrow_response(&st, 200, id);
-    dispatch(&app, &mut st);
-    resp
+    escrow_response(st, 200, id)
 }
 
 async fn cancel(AxState(app): AxState<App>, Path(eid): Path<String>, req: Request) -> Response {
@@ -684,32 +723,42 @@ async fn confirm_receipt(AxState(app): AxState<App>, Path(eid): Path<String>, re
     done(
         async {
             let req = read(&app, req).await?;
-            let id = {
+            let checked: Result<(EscrowId, Option<Finished>), ApiError> = {
                 let mut st = locked(&app);
-                let caller = st.authenticate_header(req.bearer())?;
-                let id = st.escrow_for(&caller, Op::ConfirmReceipt, &eid, req.if_match()?)?;
-                if !st.on(Fault::ReleaseRace) {
-                    let cause = st.request_cause();
-                    st.release(id, EscrowEvent::ConfirmReceipt, cause)?;
-                    let resp = escrow_response(&st, 200, id);
-                    dispatch(&app, &mut st);
+                (|| {
+                    let caller = st.authenticate_header(req.bearer())?;
+                    let id = st.escrow_for(&caller, Op::ConfirmReceipt, &eid, req.if_match()?)?;
+                    if !st.on(Fault::ReleaseRace) {
+                        let cause = st.request_cause();
+                        st.release(id, EscrowEvent::ConfirmReceipt, cause)?;
+                        let resp = escrow_response(&st, 200, id);
+                        return Ok((id, Some((resp, take_jobs(&mut st)))));
+                    }
+                    // Fault `release-race`: the state is checked here, the money moved after the lock was let go.
+                    let state = st.escrows[id.0 as usize].m.state;
+                    let refund_ok = state == EscrowState::RefundPending && st.on(Fault::ReleaseAfterRefund);
+                    if !refund_ok {
+                        transition(state, EscrowEvent::ConfirmReceipt).ok_or(Refusal::InvalidTransition)?;
+                    }
+                    Ok((id, None))
+                })()
+            };
+            let id = match checked? {
+                (_, Some((resp, jobs))) => {
+                    send_jobs(&app, jobs).await;
                     return resp;
                 }
-                // Fault `release-race`: the state is checked here, the money moved after the lock was let go.
-                let state = st.escrows[id.0 as usize].m.state;
-                let refund_ok = state == EscrowState::RefundPending && st.on(Fault::ReleaseAfterRefund);
-                if !refund_ok {
-                    transition(state, EscrowEvent::ConfirmReceipt).ok_or(Refusal::InvalidTransition)?;
-                }
-                id
+                (id, None) => id,
             };
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let mut st = locked(&app);
-            let cause = st.request_cause();
-            st.write_release(id, cause);
-            let resp = escrow_response(&st, 200, id);
-            dispatch(&app, &mut st);
+            let (resp, jobs) = {
+                let mut st = locked(&app);
+                let cause = st.request_cause();
+                st.write_release(id, cause);
+                (escrow_response(&st, 200, id), take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             resp
         }
         .await,
@@ -742,30 +791,33 @@ async fn resolve(AxState(app): AxState<App>, Path(eid): Path<String>, req: Reque
     done(
         async {
             let req = read(&app, req).await?;
-            let mut st = locked(&app);
-            let r = audited(&mut st, &req, Op::ResolveDispute, format!("escrow:{eid}"), |st, caller| {
-                let id = st.escrow_for(caller, Op::ResolveDispute, &eid, req.if_match()?)?;
-                let o = req.object(&["outcome", "reason"], &["outcome"])?;
-                text_field(&o, "reason", 2000)?;
-                let (resolution, event, name) = match req_str(&o, "outcome")? {
-                    "release" => (Resolution::Release, EscrowEvent::ResolveRelease, "release"),
-                    "refund" => (Resolution::Refund, EscrowEvent::ResolveRefund, "refund"),
-                    _ => return Err(ApiError::validation("outcome must be release or refund")),
-                };
-                transition(st.escrows[id.0 as usize].m.state, event).ok_or(Refusal::InvalidTransition)?;
-                if st.high_risk(id) {
-                    let action = PendingAction::Resolve { escrow: id, resolution };
-                    let index = st.request_approval(caller.user, action, eid.clone(), json!({"outcome": name}));
-                    return Ok((202, st.approval_json(index), Some(st.approvals[index].public.clone())));
-                }
-                let cause = st.request_cause();
-                match resolution {
-                    Resolution::Release => st.release(id, event, cause)?,
-                    Resolution::Refund => st.refund(id, event, cause)?,
-                }
-                Ok((200, st.escrow_json(id), None))
-            });
-            dispatch(&app, &mut st);
+            let (r, jobs) = {
+                let mut st = locked(&app);
+                let r = audited(&mut st, &req, Op::ResolveDispute, format!("escrow:{eid}"), |st, caller| {
+                    let id = st.escrow_for(caller, Op::ResolveDispute, &eid, req.if_match()?)?;
+                    let o = req.object(&["outcome", "reason"], &["outcome"])?;
+                    text_field(&o, "reason", 2000)?;
+                    let (resolution, event, name) = match req_str(&o, "outcome")? {
+                        "release" => (Resolution::Release, EscrowEvent::ResolveRelease, "release"),
+                        "refund" => (Resolution::Refund, EscrowEvent::ResolveRefund, "refund"),
+                        _ => return Err(ApiError::validation("outcome must be release or refund")),
+                    };
+                    transition(st.escrows[id.0 as usize].m.state, event).ok_or(Refusal::InvalidTransition)?;
+                    if st.high_risk(id) {
+                        let action = PendingAction::Resolve { escrow: id, resolution };
+                        let index = st.request_approval(caller.user, action, eid.clone(), json!({"outcome": name}));
+                        return Ok((202, st.approval_json(index), Some(st.approvals[index].public.clone())));
+                    }
+                    let cause = st.request_cause();
+                    match resolution {
+                        Resolution::Release => st.release(id, event, cause)?,
+                        Resolution::Refund => st.refund(id, event, cause)?,
+                    }
+                    Ok((200, st.escrow_json(id), None))
+                });
+                (r, take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             r
         }
         .await,
@@ -776,21 +828,24 @@ async fn approve_proof(AxState(app): AxState<App>, Path((eid, pid)): Path<(Strin
     done(
         async {
             let req = read(&app, req).await?;
-            let mut st = locked(&app);
-            let r = audited(&mut st, &req, Op::ApproveProof, format!("escrow:{eid}"), |st, caller| {
-                let id = st.escrow_for(caller, Op::ApproveProof, &eid, req.if_match()?)?;
-                transition(st.escrows[id.0 as usize].m.state, EscrowEvent::ApproveProofPartial)
-                    .ok_or(Refusal::InvalidTransition)?;
-                st.current_proof(id, &pid).ok_or(Refusal::NotFound)?;
-                if st.proof_flagged(id) || st.high_risk(id) {
-                    let action = PendingAction::ApproveProof { escrow: id };
-                    let a = st.request_approval(caller.user, action, eid.clone(), json!({"proof_id": pid}));
-                    return Ok((202, st.approval_json(a), Some(st.approvals[a].public.clone())));
-                }
-                st.approve_proof(id)?;
-                Ok((200, st.escrow_json(id), None))
-            });
-            dispatch(&app, &mut st);
+            let (r, jobs) = {
+                let mut st = locked(&app);
+                let r = audited(&mut st, &req, Op::ApproveProof, format!("escrow:{eid}"), |st, caller| {
+                    let id = st.escrow_for(caller, Op::ApproveProof, &eid, req.if_match()?)?;
+                    transition(st.escrows[id.0 as usize].m.state, EscrowEvent::ApproveProofPartial)
+                        .ok_or(Refusal::InvalidTransition)?;
+                    st.current_proof(id, &pid).ok_or(Refusal::NotFound)?;
+                    if st.proof_flagged(id) || st.high_risk(id) {
+                        let action = PendingAction::ApproveProof { escrow: id };
+                        let a = st.request_approval(caller.user, action, eid.clone(), json!({"proof_id": pid}));
+                        return Ok((202, st.approval_json(a), Some(st.approvals[a].public.clone())));
+                    }
+                    st.approve_proof(id)?;
+                    Ok((200, st.escrow_json(id), None))
+                });
+                (r, take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             r
         }
         .await,
@@ -821,13 +876,16 @@ async fn approve_pending(AxState(app): AxState<App>, Path(aid): Path<String>, re
     done(
         async {
             let req = read(&app, req).await?;
-            let mut st = locked(&app);
-            let r = audited(&mut st, &req, Op::ApprovePending, format!("approval:{aid}"), |st, caller| {
-                st.authorize(Some(caller), Op::ApprovePending, None)?;
-                let body = st.approve_pending(caller.user, &aid)?;
-                Ok((200, body, Some(aid.clone())))
-            });
-            dispatch(&app, &mut st);
+            let (r, jobs) = {
+                let mut st = locked(&app);
+                let r = audited(&mut st, &req, Op::ApprovePending, format!("approval:{aid}"), |st, caller| {
+                    st.authorize(Some(caller), Op::ApprovePending, None)?;
+                    let body = st.approve_pending(caller.user, &aid)?;
+                    Ok((200, body, Some(aid.clone())))
+                });
+                (r, take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             r
         }
         .await,
@@ -923,12 +981,15 @@ async fn replay_dead_letter(AxState(app): AxState<App>, Path(did): Path<String>,
     done(
         async {
             let req = read(&app, req).await?;
-            let mut st = locked(&app);
-            let r = audited(&mut st, &req, Op::ReplayDeadLetter, format!("dead_letter:{did}"), |st, caller| {
-                st.authorize(Some(caller), Op::ReplayDeadLetter, None)?;
-                Ok((200, st.replay(&did)?, None))
-            });
-            dispatch(&app, &mut st);
+            let (r, jobs) = {
+                let mut st = locked(&app);
+                let r = audited(&mut st, &req, Op::ReplayDeadLetter, format!("dead_letter:{did}"), |st, caller| {
+                    st.authorize(Some(caller), Op::ReplayDeadLetter, None)?;
+                    Ok((200, st.replay(&did)?, None))
+                });
+                (r, take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             r
         }
         .await,
@@ -1180,7 +1241,7 @@ async fn test_users(AxState(app): AxState<App>, req: Request) -> Response {
                 "admin" => Role::Admin,
                 _ => return Err(ApiError::validation("role must be user, support or admin")),
             };
-            let totp = match opt_str(&o, "totp_seed")? {
+            let totp = match opt_str(&o, "totp_seed")?.filter(|seed| !seed.is_empty()) {
                 Some(seed) => {
                     Some(decode_base32(seed).ok_or_else(|| ApiError::validation("totp_seed must be base32"))?)
                 }
@@ -1205,31 +1266,37 @@ async fn test_clock(AxState(app): AxState<App>, req: Request) -> Response {
             }
             let req = read(&app, req).await?;
             let o = req.object(&["set", "advance_seconds"], &[])?;
-            let mut st = app.lock();
-            match (o.get("set"), o.get("advance_seconds")) {
-                (Some(Value::String(s)), None) => {
-                    let at = parse_rfc3339(s).ok_or_else(|| ApiError::validation("set must be an RFC 3339 time"))?;
-                    if !(0..LATEST_CLOCK).contains(&at) {
-                        return Err(ApiError::validation("set must be between 1970 and 9999"));
+            let (now, jobs) = {
+                let mut st = app.lock();
+                match (o.get("set"), o.get("advance_seconds")) {
+                    (Some(Value::String(s)), None) => {
+                        let at =
+                            parse_rfc3339(s).ok_or_else(|| ApiError::validation("set must be an RFC 3339 time"))?;
+                        if !(0..LATEST_CLOCK).contains(&at) {
+                            return Err(ApiError::validation("set must be between 1970 and 9999"));
+                        }
+                        st.clock_offset = at - system_now();
                     }
-                    st.clock_offset = at - system_now();
-                }
-                (None, Some(v)) => {
-                    let n = v
-                        .as_i64()
-                        .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
-                        .filter(|n| *n >= 0)
-                        .ok_or_else(|| ApiError::validation("advance_seconds must be a non-negative integer"))?;
-                    if st.now().checked_add(n).is_none_or(|t| t >= LATEST_CLOCK) {
-                        return Err(ApiError::validation("advance_seconds would move the clock past the year 9999"));
+                    (None, Some(v)) => {
+                        let n = v
+                            .as_i64()
+                            .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                            .filter(|n| *n >= 0)
+                            .ok_or_else(|| ApiError::validation("advance_seconds must be a non-negative integer"))?;
+                        if st.now().checked_add(n).is_none_or(|t| t >= LATEST_CLOCK) {
+                            return Err(ApiError::validation(
+                                "advance_seconds would move the clock past the year 9999",
+                            ));
+                        }
+                        st.clock_offset += n;
                     }
-                    st.clock_offset += n;
+                    _ => return Err(ApiError::validation("give exactly one of set and advance_seconds")),
                 }
-                _ => return Err(ApiError::validation("give exactly one of set and advance_seconds")),
-            }
-            st.fire_deadlines();
-            let now = st.now();
-            dispatch(&app, &mut st);
+                st.fire_deadlines();
+                let now = st.now();
+                (now, take_jobs(&mut st))
+            };
+            send_jobs(&app, jobs).await;
             ok(200, json!({"now": rfc3339(now)}))
         }
         .await,

@@ -3,7 +3,7 @@
 //! faults ([`faults`]). `conform run` starts it in-process on an ephemeral port; `conform serve embedded` runs it
 //! alone.
 //!
-//! [`start`] binds 127.0.0.1, serves the REST API ([`http`]) with the Socket.IO layer ([`realtime`]) on the same
+//! [`start`] binds 127.0.0.1, serves the REST API (module `http`) with the Socket.IO layer ([`realtime`]) on the same
 //! port, and returns a [`RunningTarget`] that shuts the server down gracefully when dropped or on
 //! [`RunningTarget::shutdown`]. The whole backend state sits behind one mutex, so a change of state and its ledger
 //! entry are one atomic step (LED-8); provider calls happen outside it.

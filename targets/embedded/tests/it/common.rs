@@ -77,6 +77,18 @@ async fn stub_payout(
     (axum::http::StatusCode::OK, json!({"task_id": 1, "external_id": body["external_id"]}).to_string()).into_response()
 }
 
+async fn stub_rn_request(State((_mode, log)): State<StubState>, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let n = {
+        let mut log = log.lock().unwrap();
+        log.invoices.push(body);
+        log.invoices.len()
+    };
+    let answer = json!({"requestId": format!("rn-req-{n}"), "paymentReference": format!("0xref{n}")});
+    (axum::http::StatusCode::CREATED, answer.to_string()).into_response()
+}
+
 impl Stub {
     pub async fn start() -> Stub {
         let mode = Arc::new(Mutex::new(StubMode::Ok));
@@ -84,6 +96,7 @@ impl Stub {
         let app = Router::new()
             .route("/api/v1/{crypto}/payment_request", post(stub_invoice))
             .route("/api/v1/{crypto}/payout", post(stub_payout))
+            .route("/v2/request", post(stub_rn_request))
             .with_state((mode.clone(), log.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -131,6 +144,7 @@ pub async fn target_with(faults: &[Fault], tweak: impl FnOnce(&mut TargetConfig)
         faults: FaultSet::of(faults.iter().copied()),
         test_mode: true,
         shkeeper_url: Some(stub.url.clone()),
+        request_network_url: Some(stub.url.clone()),
         ..TargetConfig::default()
     };
     tweak(&mut config);

@@ -502,3 +502,61 @@ async fn malformed_input_never_breaks_the_server() {
     println!("malformed requests by status: {statuses:?}");
     assert_eq!(t.escrow(&id, &buyer).await["state"], json!("awaiting_payment"));
 }
+
+#[tokio::test]
+async fn request_network_payment_and_standard_webhooks_payout_confirmation() {
+    let t = target(&[]).await;
+    let admin = t.admin().await;
+    let buyer = t.user("user").await;
+    let seller = t.user("user").await;
+    // Request Network: the request id the provider gave is the binding its webhooks name.
+    let id = t.create(&buyer, &seller, "12.00", "request_network").await;
+    let (s, p) = t.post(&format!("/v1/escrows/{id}/start-payment"), Some(&buyer.token), json!({})).await;
+    assert_eq!(s, 200, "{p}");
+    let request_id = p["payment"]["invoice_id"].as_str().unwrap().to_owned();
+    let rn = json!({"event": "payment.confirmed", "requestId": request_id, "amount": "12.00", "currency": "USD",
+        "totalAmountPaid": "12.00", "txHash": "0xrn"});
+    let body = serde_json::to_vec(&rn).unwrap();
+    let sig = request_network_signature(b"conform-rn-webhook-secret", &body);
+    let h = [("x-request-network-signature", sig.clone()), ("x-request-network-delivery", "01JD1".to_owned())];
+    assert_eq!(
+        t.raw_post("/v1/webhooks/request-network", &h, body.clone()).await,
+        (200, json!({"status": "accepted"}))
+    );
+    // The .client_id variant of the same payment, a new delivery: applied once.
+    let mut variant = rn.clone();
+    variant["event"] = json!("payment.confirmed.client_id");
+    let vbody = serde_json::to_vec(&variant).unwrap();
+    let vsig = request_network_signature(b"conform-rn-webhook-secret", &vbody);
+    let h2 = [("x-request-network-signature", vsig), ("x-request-network-delivery", "01JD2".to_owned())];
+    assert_eq!(t.raw_post("/v1/webhooks/request-network", &h2, vbody).await.1["status"], json!("duplicate"));
+    assert_eq!(t.escrow(&id, &buyer).await["state"], json!("funded"));
+    // A manual-wallet escrow's payout is confirmed by a Standard Webhooks delivery naming the payout key.
+    let mid = t.create(&buyer, &seller, "8.00", "manual_wallet").await;
+    let proof = json!({"tx_hash": "0xm", "amount": "8.00", "currency": "USD", "destination": "platform-wallet"});
+    let (_, r) = t.post(&format!("/v1/escrows/{mid}/payment-proofs"), Some(&buyer.token), proof).await;
+    let pid = r["proof"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        t.post(&format!("/v1/admin/escrows/{mid}/proofs/{pid}/approve"), Some(&admin.token), json!({})).await.0,
+        200
+    );
+    assert_eq!(t.post(&format!("/v1/escrows/{mid}/refund"), Some(&seller.token), json!({})).await.0, 200);
+    let (_, stuck) = t.get("/v1/admin/payouts/stuck?older_than_seconds=0", &admin.token).await;
+    let key =
+        stuck["items"].as_array().unwrap().iter().find(|p| p["escrow_id"] == json!(mid)).unwrap()["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let sw = serde_json::to_vec(&json!({"type": "refund.confirmed", "event_id": "ev-refund", "invoice": key,
+        "transaction": "0xback", "amount": "8.00", "currency": "USD"}))
+    .unwrap();
+    let now = t.now().await;
+    let secret = "whsec_Y29uZm9ybS1zdGFuZGFyZC13ZWJob29rLXNlY3JldA==";
+    let sig = standard_webhooks_signature(secret, "msg-r", now, &sw).unwrap();
+    let h = [("webhook-id", "msg-r".to_owned()), ("webhook-timestamp", now.to_string()), ("webhook-signature", sig)];
+    assert_eq!(t.raw_post("/v1/webhooks/standard/standard", &h, sw).await, (200, json!({"status": "accepted"})));
+    assert_eq!(t.escrow(&mid, &buyer).await["state"], json!("refunded"));
+    let kinds: Vec<String> =
+        t.entries(&admin, Some(&mid)).await.iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["payment", "refund", "refund_confirmed"]);
+}

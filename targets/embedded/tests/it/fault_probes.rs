@@ -107,7 +107,9 @@ async fn race(t: &T) -> bool {
     let calls = (0..10).map(|_| t.post(&path, Some(&buyer.token), json!({})));
     futures_join(calls).await;
     let admin = t.user("admin").await;
-    t.count_kind(&admin, &id, "release").await > 1
+    let releases = t.count_kind(&admin, &id, "release").await;
+    println!("release-race probe: 10 parallel confirmations, {releases} release entries");
+    releases > 1
 }
 fault_test!(release_race, Fault::ReleaseRace, race);
 
@@ -244,7 +246,9 @@ async fn racy_dedup(t: &T) -> bool {
     let (id, ext) = t.invoiced(&buyer, &seller, "10.00").await;
     futures_join((0..10).map(|_| t.pay(&ext, "4.00", "tx-race"))).await;
     let admin = t.user("admin").await;
-    t.count_kind(&admin, &id, "payment").await > 1
+    let payments = t.count_kind(&admin, &id, "payment").await;
+    println!("racy-webhook-dedup probe: 10 parallel deliveries of one event, {payments} payment entries");
+    payments > 1
 }
 fault_test!(racy_webhook_dedup, Fault::RacyWebhookDedup, racy_dedup);
 
