@@ -620,7 +620,7 @@ impl Script {
                     true,
                 )
             }
-            Step::PayoutNotice { escrow, confirmed, event } => {
+            Step::PayoutNotice { escrow, confirmed, .. } => {
                 let (id, .., provider) = self.escrow(*escrow)?;
                 if !self.abilities.payout_callbacks.contains(&provider) {
                     return None;
@@ -637,7 +637,6 @@ impl Script {
                 // One provider event is one outcome: a failure and a confirmation are different events.
                 let outcome = if *confirmed { "confirmed" } else { "failed" };
                 // A payout has one outcome callback (SHKeeper keys it by payout id alone): its copies are duplicates.
-                let _ = event;
                 deliver(Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
             }
             Step::ProviderStatus { provider, status } => {
