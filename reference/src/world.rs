@@ -824,8 +824,12 @@ impl World {
                 Ok(Accepted::Done)
             }
             Op::DeleteAccount { user } => {
-                let record = self.users.get_mut(user.0 as usize).ok_or(Refusal::NotFound)?;
-                record.deleted = true;
+                self.users.get(user.0 as usize).ok_or(Refusal::NotFound)?;
+                // An account with money in an open escrow cannot go: its funds would lose their owner.
+                if self.escrows.iter().any(|e| (e.buyer == *user || e.seller == *user) && !e.state.is_terminal()) {
+                    return Err(Refusal::InvalidTransition);
+                }
+                self.users[user.0 as usize].deleted = true;
                 self.sessions.revoke_all(*user, now);
                 self.void_approvals_of(*user);
                 Ok(Accepted::Done)

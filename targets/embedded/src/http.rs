@@ -1092,6 +1092,10 @@ async fn delete_account(AxState(app): AxState<App>, Path(uid): Path<String>, req
             let r = audited(&mut st, &req, Op::DeleteAccount, format!("user:{uid}"), |st, caller| {
                 st.authorize(Some(caller), Op::DeleteAccount, None)?;
                 let user = user_of(st, &uid)?;
+                // An account with money in an open escrow cannot go: its funds would lose their owner.
+                if st.escrows.iter().any(|e| (e.m.buyer == user || e.m.seller == user) && !e.m.state.is_terminal()) {
+                    return Err(Refusal::InvalidTransition.into());
+                }
                 st.users[user.0 as usize].deleted = true;
                 st.revoke_all(user);
                 st.void_approvals_of(user);
