@@ -206,6 +206,7 @@ impl Target for ModelTarget {
     async fn execute(&mut self, request: &Request, _: &Outcome, _: &World) -> Observed {
         let outcome = self.world.apply(request);
         match outcome {
+            Ok(Accepted::Escrows(escrows)) => Observed::Listed { status: 200, escrows, foreign: 0 },
             Ok(Accepted::PendingApproval(_)) => Observed::Accepted { status: 202, state: None },
             Ok(ref accepted) => {
                 let state = match accepted {

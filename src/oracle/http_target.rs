@@ -47,6 +47,9 @@ struct Ids {
     dead_letters: Vec<String>,
     invoices: HashMap<String, String>,
     payouts: HashMap<EscrowId, (String, String)>,
+    /// Escrows the target created where the model refused the creation for a protected field: AZ-8 lets a
+    /// target ignore the field instead, so these exist on the target only, and are nobody else's.
+    created_ignoring_fields: Vec<String>,
 }
 
 /// A target behind a profile, with the SHKeeper simulator standing in for the provider.
@@ -333,6 +336,9 @@ impl HttpTarget {
             Op::RotateWebhookSecret { provider } => {
                 vars.set("provider_name", provider.name());
             }
+            Op::ListEscrows => {
+                vars.set("limit", 500);
+            }
             Op::Refresh { token } => {
                 vars.set("refresh_token", self.ids.refresh.get(token).cloned().unwrap_or_else(|| "unknown".into()));
             }
@@ -379,6 +385,42 @@ impl HttpTarget {
         {
             self.ids.approvals.insert(*approval, id);
         }
+    }
+
+    /// A list of escrows in the model's ids; escrows the run does not know count as others' unless the caller is
+    /// staff (staff see every escrow, earlier scenarios' too).
+    fn listed(
+        &self,
+        status: u16,
+        binding: &OperationBinding,
+        response: &Response,
+        request: &Request,
+        model: &World,
+    ) -> Observed {
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let items = binding.pointers.items.as_deref().and_then(|p| body.pointer(p)).unwrap_or(&body);
+        let id_pointer = binding.pointers.id.clone().unwrap_or_else(|| "/id".to_owned());
+        let staff = request
+            .auth
+            .and_then(|t| model.sessions().session_of_access(t))
+            .and_then(|s| model.sessions().user_of(s))
+            .and_then(|u| model.user(u))
+            .is_some_and(|u| u.role.is_staff());
+        if staff {
+            // Staff see every escrow, earlier scenarios' too, over many pages: their lists are not compared yet.
+            return Observed::Accepted { status, state: None };
+        }
+        let mut escrows = Vec::new();
+        let mut foreign = 0;
+        for item in items.as_array().into_iter().flatten() {
+            let id = item.pointer(&id_pointer).and_then(Value::as_str).unwrap_or_default();
+            match self.ids.escrows.iter().find(|(_, t)| t.as_str() == id) {
+                Some((model_id, _)) => escrows.push(*model_id),
+                None if self.ids.created_ignoring_fields.iter().any(|c| c == id) => {}
+                None => foreign += 1,
+            }
+        }
+        Observed::Listed { status, escrows, foreign }
     }
 
     /// Learns the payout the target asked the provider for, for each escrow the model has one for.
@@ -709,8 +751,17 @@ impl Target for HttpTarget {
                 match self.call(&binding, &vars, token.as_ref()).await {
                     Err(reason) => Observed::Unknown { reason },
                     Ok(response) => {
-                        let observed = self.observe(Some(&binding), &response);
-                        if matches!(observed, Observed::Accepted { .. }) {
+                        let mut observed = self.observe(Some(&binding), &response);
+                        if let (Op::CreateEscrow { extra: Some(_), .. }, Err(_), Observed::Accepted { .. }) =
+                            (op, predicted, &observed)
+                            && let Some(id) = Self::pointer(&response, binding.pointers.id.as_deref())
+                        {
+                            self.ids.created_ignoring_fields.push(id);
+                        }
+                        if let (Op::ListEscrows, Observed::Accepted { status, .. }) = (op, &observed) {
+                            observed = self.listed(*status, &binding, &response, request, model);
+                        }
+                        if matches!(observed, Observed::Accepted { .. } | Observed::Listed { .. }) {
                             if matches!(op, Op::Refresh { .. }) {
                                 self.learn_tokens(&response, predicted);
                             }

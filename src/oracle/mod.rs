@@ -26,6 +26,17 @@ pub enum Observed {
         /// The escrow's state in the answer, mapped by the profile, if the answer carries one.
         state: Option<EscrowState>,
     },
+    /// A success status with a list of escrows: those of this run, in the model's ids, and how many others the
+    /// list showed that the caller has no business seeing (escrows the run does not know, shown to a non-staff
+    /// caller).
+    Listed {
+        /// The HTTP status.
+        status: u16,
+        /// The run's escrows in the list.
+        escrows: Vec<conform_reference::ids::EscrowId>,
+        /// Escrows of others in the list.
+        foreign: usize,
+    },
     /// An error status, with the refusal the profile maps it to (`None`: the target's error is not mapped).
     Refused {
         /// The HTTP status.
@@ -166,6 +177,10 @@ fn describe_observed(observed: &Observed) -> String {
     match observed {
         Observed::Accepted { status, state: Some(state) } => format!("{status} accepted, state {state}"),
         Observed::Accepted { status, state: None } => format!("{status} accepted"),
+        Observed::Listed { status, escrows, foreign } => {
+            let ids: Vec<String> = escrows.iter().map(ToString::to_string).collect();
+            format!("{status} listed [{}] and {foreign} escrow(s) of others", ids.join(", "))
+        }
         Observed::Refused { status, refusal: Some(refusal) } => format!("{status} refused {}", refusal.code()),
         Observed::Refused { status, refusal: None } => {
             format!("{status} refused with an error the profile does not map")
@@ -207,6 +222,15 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
             }
             _ => Verdict::Agree,
         },
+        (Ok(Accepted::Escrows(expected)), Observed::Listed { escrows, foreign, .. }) => {
+            let mut expected = expected.clone();
+            let mut seen = escrows.clone();
+            expected.sort();
+            seen.sort();
+            if expected == seen && *foreign == 0 { Verdict::Agree } else { differ(&["AZ-4", "AZ-2"]) }
+        }
+        (Ok(_), Observed::Listed { .. }) => Verdict::Agree,
+        (Err(refusal), Observed::Listed { .. }) => differ(rules_of_refusal(*refusal)),
         (Ok(_), Observed::Refused { .. }) => differ(rules_of_operation(op)),
         // AZ-8 allows a protected field to be ignored instead of refused: accepting is not yet a difference; a
         // field that was applied shows as a state or amount difference on the next read.
@@ -307,6 +331,19 @@ mod tests {
             compare(&op, &Err(Refusal::ValidationFailed), None, &unknown),
             Verdict::Unknown { reason: "timed out after 10 s".into() }
         );
+    }
+
+    #[test]
+    fn a_list_showing_others_escrows_breaks_filtering() {
+        let predicted = Ok(Accepted::Escrows(vec![EscrowId(1)]));
+        let same = Observed::Listed { status: 200, escrows: vec![EscrowId(1)], foreign: 0 };
+        assert_eq!(compare(&Op::ListEscrows, &predicted, None, &same), Verdict::Agree);
+        let leaky = Observed::Listed { status: 200, escrows: vec![EscrowId(1)], foreign: 3 };
+        assert!(
+            matches!(compare(&Op::ListEscrows, &predicted, None, &leaky), Verdict::Differ(d) if d.rules[0] == "AZ-4")
+        );
+        let extra = Observed::Listed { status: 200, escrows: vec![EscrowId(0), EscrowId(1)], foreign: 0 };
+        assert!(matches!(compare(&Op::ListEscrows, &predicted, None, &extra), Verdict::Differ(_)));
     }
 
     #[test]
