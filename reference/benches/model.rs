@@ -1,7 +1,7 @@
 //! Model throughput: requests a second through `World::apply`, without and with every invariant of the registry
 //! checked after each request. Ratios between the two, taken in one run, are what to compare across changes.
 
-use conform_reference::generate::{Planned, Script, Step, scenario};
+use conform_reference::generate::{run_on_model, scenario};
 use conform_reference::ids::Timestamp;
 use conform_reference::invariants::Checker;
 use conform_reference::world::{Config, Request, World};
@@ -17,31 +17,10 @@ fn recorded_requests() -> Vec<Vec<Request>> {
     let strategy = scenario(40..120);
     (0..200)
         .map(|_| {
-            let steps: Vec<Step> = strategy.new_tree(&mut runner).expect("scenario").current();
+            let steps = strategy.new_tree(&mut runner).expect("scenario").current();
             let mut world = World::new(Config::default(), Timestamp(1_700_000_000));
-            let mut script = Script::new();
             let mut requests = Vec::new();
-            for request in script.setup() {
-                let outcome = world.apply(&request);
-                script.observe(None, &request, &outcome);
-                requests.push(request);
-            }
-            for step in &steps {
-                for _ in 0..3 {
-                    let Some(planned) = script.plan(step) else { break };
-                    let (request, again) = match planned {
-                        Planned::Prepare(r) => (r, true),
-                        Planned::Call(r) => (r, false),
-                    };
-                    let outcome = world.apply(&request);
-                    script.observe(Some(step), &request, &outcome);
-                    let failed = outcome.is_err();
-                    requests.push(request);
-                    if !again || failed {
-                        break;
-                    }
-                }
-            }
+            run_on_model(&mut world, &steps, |_, _, request, _| requests.push(request.clone()));
             requests
         })
         .collect()

@@ -6,6 +6,7 @@ mod differential;
 mod embedded_realtime;
 mod http;
 mod passkey;
+mod peers;
 mod profile;
 mod simulate;
 mod socketio;

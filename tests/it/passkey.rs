@@ -3,8 +3,6 @@
 //! SES-8: registration and sign-in succeed; a replayed assertion, an assertion by another credential and a sign
 //! counter that goes backwards are refused.
 
-use std::time::Duration;
-
 use conform::drive::http::HttpDriver;
 use conform::drive::passkey::{PasskeyError, SoftPasskey};
 use serde_json::{Value, json};
@@ -17,32 +15,7 @@ struct Rp {
 }
 
 async fn relying_party() -> Rp {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
-    assert!(
-        dir.join("node_modules/@simplewebauthn/server/package.json").is_file(),
-        "tests/peers/node_modules/@simplewebauthn/server is missing: run `npm ci --prefix tests/peers` (needs \
-         Node.js) before the passkey tests"
-    );
-    let mut child = tokio::process::Command::new("node")
-        .arg(dir.join("webauthn-rp.mjs"))
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `node` ({e}): install Node.js and run `npm ci --prefix tests/peers`"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the relying party printed no port within 20 s")
-        .expect("reading the relying party's stdout")
-        .expect("the relying party exited before printing its port");
-    let port: u16 =
-        line.trim().parse().unwrap_or_else(|e| panic!("the relying party printed {line:?}, not a port: {e}"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, port) = crate::peers::start_node_peer("webauthn-rp.mjs", "@simplewebauthn/server").await;
     let http = HttpDriver::with_base_url(format!("http://127.0.0.1:{port}")).expect("driver");
     Rp { http, origin: format!("http://localhost:{port}"), _child: child }
 }

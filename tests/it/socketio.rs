@@ -56,31 +56,7 @@ impl Peer {
 // -----------------------------------------------------------------------------------------------------------------
 
 async fn node_peer() -> Peer {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
-    assert!(
-        dir.join("node_modules/socket.io/package.json").is_file(),
-        "tests/peers/node_modules is missing: run `npm ci --prefix tests/peers` (needs Node.js) before the \
-         Socket.IO interop tests"
-    );
-    let mut child = tokio::process::Command::new("node")
-        .arg(dir.join("socketio-server.mjs"))
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `node` ({e}): install Node.js and run `npm ci --prefix tests/peers`"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the Node peer printed no port within 20 s")
-        .expect("reading the Node peer's stdout")
-        .expect("the Node peer exited before printing its port");
-    let port: u16 = line.trim().parse().unwrap_or_else(|e| panic!("the Node peer printed {line:?}, not a port: {e}"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, port) = crate::peers::start_node_peer("socketio-server.mjs", "socket.io").await;
     Peer { name: "node", base: format!("http://127.0.0.1:{port}"), _guard: Guard::Node(child) }
 }
 
