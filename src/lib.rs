@@ -11,6 +11,7 @@ pub mod exit;
 pub mod model_run;
 pub mod oracle;
 pub mod profile;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod target_run;
