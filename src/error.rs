@@ -21,6 +21,9 @@ pub enum Error {
     /// A command-line value is wrong.
     #[error("{0}")]
     Usage(String),
+    /// The target is down or never came up.
+    #[error("{0}")]
+    TargetUnreachable(String),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::ReportWrite { .. } | Error::Contract(_) | Error::Usage(_) => Exit::Usage,
+            Error::TargetUnreachable(_) => Exit::TargetUnreachable,
         }
     }
 }

@@ -27,6 +27,11 @@ impl Exit {
         (4, "nothing ran: no case or check was selected"),
     ];
 
+    /// What the status means, from [`Exit::TABLE`].
+    pub fn meaning(self) -> &'static str {
+        Exit::TABLE.iter().find(|(code, _)| *code == self.code()).map_or("", |(_, meaning)| meaning)
+    }
+
     /// The numeric status.
     pub const fn code(self) -> u8 {
         match self {

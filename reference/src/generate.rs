@@ -230,6 +230,51 @@ pub enum Step {
         /// Seconds.
         seconds: i64,
     },
+    /// Someone calls an operation that is not about one escrow's life (sessions, listings, administration); the
+    /// authorization matrix probes every principal class with these.
+    Call {
+        /// Who, relative to the latest escrow (buyer and seller are the first two users when there is none).
+        who: Who,
+        /// What.
+        call: Call,
+    },
+}
+
+/// An operation of [`Step::Call`]. Operations on a user act on the third user of the cast, who is party to no
+/// escrow of the matrix's scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    /// SES-4.
+    Logout,
+    /// SES-5.
+    ListSessions,
+    /// SES-7.
+    ChangePassword,
+    /// SES-9.
+    StepUp,
+    /// ESC-1: an escrow with another user of the cast as seller.
+    CreateEscrow,
+    /// AZ-4.
+    ListEscrows,
+    /// AZ-7: the latest pending approval.
+    ApprovePending,
+    /// WH-6: the first dead letter.
+    ReplayDeadLetter,
+    /// WH-8: Request Network's secret (the generated scenarios never deliver its webhooks).
+    RotateWebhookSecret,
+    /// SES-7: the third user becomes support.
+    ChangeRole,
+    /// DRL-5: the third user's account.
+    DeleteAccount,
+    /// SES-5: the third user's sessions.
+    RevokeUserSessions,
+    /// DRL-3.
+    ListStuckPayouts,
+    /// WH-5.
+    ListDeadLetters,
+    /// AZ-9.
+    ReadAuditLog,
 }
 
 fn cast() -> impl Strategy<Value = u8> {
@@ -643,6 +688,35 @@ impl Script {
                 send(Op::SetProviderStatus { provider: *provider, status: *status })
             }
             Step::Clock { seconds } => send(Op::AdvanceClock { seconds: *seconds }),
+            Step::Call { who, call: what } => {
+                let (buyer, seller) = self.escrow(0).map_or((0, 1), |(_, buyer, seller, ..)| (buyer, seller));
+                let actor = self.actor_index(*who, None, buyer, seller);
+                let third = self.users.get(2).copied();
+                let op = match what {
+                    Call::Logout => Op::Logout,
+                    Call::ListSessions => Op::ListSessions,
+                    Call::ChangePassword => Op::ChangePassword,
+                    Call::StepUp => Op::StepUp { password_ok: true, totp_ok: true },
+                    Call::CreateEscrow => {
+                        let seller = self.users.get(if actor == Some(1) { 0 } else { 1 }).copied()?;
+                        let amount = Money::from_minor(10_000, Currency::ALL[0]);
+                        Op::CreateEscrow { seller, amount, provider: Provider::Shkeeper, extra: None }
+                    }
+                    Call::ListEscrows => Op::ListEscrows,
+                    Call::ApprovePending => Op::ApprovePending { approval: *self.approvals.last()? },
+                    Call::ReplayDeadLetter => {
+                        (self.dead_letters > 0).then_some(Op::ReplayDeadLetter { dead_letter: DeadLetterId(0) })?
+                    }
+                    Call::RotateWebhookSecret => Op::RotateWebhookSecret { provider: Provider::RequestNetwork },
+                    Call::ChangeRole => Op::ChangeRole { user: third?, role: Role::Support },
+                    Call::DeleteAccount => Op::DeleteAccount { user: third? },
+                    Call::RevokeUserSessions => Op::RevokeUserSessions { user: third? },
+                    Call::ListStuckPayouts => Op::ListStuckPayouts,
+                    Call::ListDeadLetters => Op::ListDeadLetters,
+                    Call::ReadAuditLog => Op::ReadAuditLog,
+                };
+                if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }
+            }
         }
     }
 }

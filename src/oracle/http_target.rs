@@ -114,6 +114,11 @@ impl HttpTarget {
         }
     }
 
+    /// The target's profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
     /// An id of the model's (an event, an unknown reference) made unique to this scenario: the target remembers
     /// earlier scenarios' events, the model does not.
     fn scoped(&self, id: &str) -> String {
@@ -283,10 +288,14 @@ impl HttpTarget {
         let member = self.member_of_token(model, request.auth);
         match &request.op {
             Op::StepUp { password_ok, totp_ok } => {
-                let member = member.ok_or("step-up by an unknown caller")?;
-                let password =
-                    if *password_ok { member.password.clone() } else { format!("{}-wrong", member.password) };
-                let code = conform_embedded::totp(&member.totp_seed, self.target_now());
+                // A caller the run does not know (anonymous, a dead token) still sends the route's fields.
+                let (password, code) = match member {
+                    Some(member) => {
+                        (member.password.clone(), conform_embedded::totp(&member.totp_seed, self.target_now()))
+                    }
+                    None => ("unknown".to_owned(), "000000".to_owned()),
+                };
+                let password = if *password_ok { password } else { format!("{password}-wrong") };
                 let code = if *totp_ok { code } else { "000000".to_owned() };
                 vars.set("password", password).set("totp", code);
             }
@@ -334,7 +343,13 @@ impl HttpTarget {
                 vars.set("dead_letter_id", id.clone());
             }
             Op::RotateWebhookSecret { provider } => {
-                vars.set("provider_name", provider.name());
+                // A new secret of this scenario's own; the generated scenarios never deliver this provider's webhooks.
+                vars.set("provider_name", provider.name())
+                    .set("secret", format!("conform-rotated-{}-s{}", self.run_tag, self.scenarios));
+            }
+            Op::ChangePassword => {
+                let password = member.map_or("unknown", |m| m.password.as_str());
+                vars.set("password", password.to_owned()).set("new_password", format!("{password}-new"));
             }
             Op::ListEscrows => {
                 vars.set("limit", 500);
@@ -366,6 +381,15 @@ impl HttpTarget {
             (Op::SubmitPaymentProof { escrow, .. }, Ok(_)) => {
                 if let Some(proof) = Self::pointer(response, binding.pointers.id.as_deref()) {
                     self.ids.proofs.insert(*escrow, proof);
+                }
+            }
+            (Op::ChangePassword, Ok(_)) => {
+                let user = request
+                    .auth
+                    .and_then(|t| model.sessions().session_of_access(t))
+                    .and_then(|session| model.sessions().user_of(session));
+                if let Some(member) = user.and_then(|u| self.ids.users.get_mut(&u)) {
+                    member.password = format!("{}-new", member.password);
                 }
             }
             (Op::StartPayment { escrow }, Ok(_)) => {

@@ -153,7 +153,7 @@ fn command_warnings(profile: &Profile) -> Vec<String> {
 }
 
 /// Connects to the Docker engine's socket (`$DOCKER_HOST` or `/var/run/docker.sock`) within 2 s.
-fn docker_engine() -> Result<String, String> {
+pub(crate) fn docker_engine() -> Result<String, String> {
     let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let runtime = runtime().map_err(|e| e.to_string())?;
     runtime.block_on(async {

@@ -577,8 +577,9 @@ impl Validator<'_> {
         Ok(json)
     }
 
+    /// A base URL; `{port}` (the port conform picks for a target it starts) stands for a port number.
     fn url(&self, value: &Spanned<String>, field: &str) -> Result<(), ProfileError> {
-        match url::Url::parse(value.get_ref()) {
+        match url::Url::parse(&value.get_ref().replace("{port}", "1")) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
             Ok(_) => Err(self.err(value.span(), field, "must be an http:// or https:// URL")),
             Err(e) => Err(self.err(value.span(), field, format!("{:?} is not a URL: {e}", value.get_ref()))),

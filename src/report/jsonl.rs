@@ -28,7 +28,8 @@ impl JsonLines {
 
 impl Writer for JsonLines {
     fn write(&mut self, event: &Event) -> Result<(), Error> {
-        let mut line = serde_json::to_string(event).map_err(|e| Error::Usage(format!("cannot encode an event: {e}")))?;
+        let mut line =
+            serde_json::to_string(event).map_err(|e| Error::Usage(format!("cannot encode an event: {e}")))?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())

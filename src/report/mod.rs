@@ -4,6 +4,8 @@
 
 pub mod event;
 pub mod jsonl;
+pub mod plain;
+pub mod summary;
 pub mod tally;
 
 pub use event::{CheckOutcome, CheckRecord, Event};

@@ -1,0 +1,259 @@
+//! The authorization-matrix suite: every operation × principal class of `contracts/authorization-matrix.toml`, each
+//! in its own scenario that first brings an escrow (or the platform) to the state where the rightful caller would
+//! succeed, so that a refusal is due to authorization alone; then the probe call by that principal. The probe and
+//! every setup request are compared with the model, so a wrong decision, a wrong refusal (403 where the matrix says
+//! 404: an existence leak) or a state change on a refused call is a finding. The model's own decision is also held
+//! against the matrix cell: the contract and the oracle must agree.
+
+use std::time::Instant;
+
+use conform_reference::authz::PrincipalClass;
+use conform_reference::generate::{Call, EscrowAct, Portion, Step, Who, run_on_model};
+use conform_reference::ledger::Provider;
+use conform_reference::model_suite::EPOCH;
+use conform_reference::ops::OperationKind;
+use conform_reference::refusal::Refusal;
+use conform_reference::world::{Config, Resolution, World};
+
+use super::{CheckResult, Reporter, Session, differential_failure};
+use crate::contracts::Cell;
+use crate::contracts::matrix::{Matrix, MatrixRow, Transport};
+use crate::error::Error;
+use crate::report::CheckOutcome;
+use crate::report::event::Failure;
+
+/// How a principal class is played: who calls, and what must happen just before.
+fn principal(class: PrincipalClass) -> (Who, Vec<Step>) {
+    match class {
+        PrincipalClass::Anonymous => (Who::Anonymous, vec![]),
+        PrincipalClass::Stranger => (Who::Stranger, vec![]),
+        PrincipalClass::Buyer => (Who::Buyer, vec![]),
+        PrincipalClass::Seller => (Who::Seller, vec![]),
+        PrincipalClass::Support => (Who::Support, vec![]),
+        // The second admin, who never stepped up; setups act through the first admin only.
+        PrincipalClass::Admin => (Who::AdminB, vec![]),
+        PrincipalClass::AdminSteppedUp => (Who::AdminB, vec![Step::StepUp { actor: 5, ok: true }]),
+    }
+}
+
+fn act(who: Who, act: EscrowAct) -> Step {
+    Step::Act { escrow: 0, who, act }
+}
+
+/// Steps that bring the latest escrow to `state` by its rightful callers.
+fn reach(state: &str) -> Option<Vec<Step>> {
+    let create = |provider| Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider, extra: None };
+    let funded = vec![
+        create(Provider::Shkeeper),
+        act(Who::Rightful, EscrowAct::StartPayment),
+        Step::Pay { escrow: 0, portion: Portion::Due, wrong_currency: false, event: 0, authentic: true },
+    ];
+    let with = |mut steps: Vec<Step>, more: &[Step]| {
+        steps.extend_from_slice(more);
+        steps
+    };
+    Some(match state {
+        "awaiting_payment" => vec![create(Provider::Shkeeper)],
+        "funded" => funded,
+        "delivered" => with(funded, &[act(Who::Rightful, EscrowAct::MarkDelivered)]),
+        "disputed" => with(funded, &[act(Who::Rightful, EscrowAct::OpenDispute)]),
+        "release_pending" => {
+            with(funded, &[act(Who::Rightful, EscrowAct::MarkDelivered), act(Who::Rightful, EscrowAct::ConfirmReceipt)])
+        }
+        "payment_review" => vec![
+            create(Provider::ManualWallet),
+            act(Who::Rightful, EscrowAct::SubmitProof { tx: 0, exact: true, right_destination: true }),
+        ],
+        _ => return None,
+    })
+}
+
+/// The escrow act of an escrow operation.
+fn escrow_act(op: OperationKind) -> Option<EscrowAct> {
+    use OperationKind as K;
+    Some(match op {
+        K::GetEscrow => EscrowAct::Get,
+        K::UpdateEscrow => EscrowAct::Update(conform_reference::world::EscrowField::Description),
+        K::StartPayment => EscrowAct::StartPayment,
+        K::SubmitPaymentProof => EscrowAct::SubmitProof { tx: 1, exact: true, right_destination: true },
+        K::CancelEscrow => EscrowAct::Cancel,
+        K::MarkDelivered => EscrowAct::MarkDelivered,
+        K::ConfirmReceipt => EscrowAct::ConfirmReceipt,
+        K::OpenDispute => EscrowAct::OpenDispute,
+        K::RefundVoluntarily => EscrowAct::RefundVoluntarily,
+        K::ResolveDispute => EscrowAct::Resolve(Resolution::Release),
+        K::ApproveProof => EscrowAct::ApproveProof,
+        K::RejectProof => EscrowAct::RejectProof,
+        K::RetryPayout => EscrowAct::RetryPayout,
+        _ => return None,
+    })
+}
+
+/// The call of an operation that is not about one escrow, with the setup it needs.
+fn platform_call(op: OperationKind) -> Option<(Call, Vec<Step>)> {
+    use OperationKind as K;
+    let escrow =
+        Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::Shkeeper, extra: None };
+    Some(match op {
+        K::Logout => (Call::Logout, vec![]),
+        K::ListSessions => (Call::ListSessions, vec![]),
+        K::ChangePassword => (Call::ChangePassword, vec![]),
+        K::StepUp => (Call::StepUp, vec![]),
+        K::CreateEscrow => (Call::CreateEscrow, vec![]),
+        K::ListEscrows => (Call::ListEscrows, vec![escrow]),
+        // A pending approval by the first admin: granting the admin role needs a second admin (AZ-7).
+        K::ApprovePending => (
+            Call::ApprovePending,
+            vec![
+                Step::StepUp { actor: 4, ok: true },
+                Step::ChangeRole { target: 2, role: conform_reference::authz::Role::Admin },
+            ],
+        ),
+        // A forged delivery is dead-lettered (WH-5).
+        K::ReplayDeadLetter => (
+            Call::ReplayDeadLetter,
+            vec![
+                escrow,
+                Step::Pay { escrow: 0, portion: Portion::Due, wrong_currency: false, event: 0, authentic: false },
+            ],
+        ),
+        K::RotateWebhookSecret => (Call::RotateWebhookSecret, vec![]),
+        K::ChangeRole => (Call::ChangeRole, vec![]),
+        K::DeleteAccount => (Call::DeleteAccount, vec![]),
+        K::RevokeUserSessions => (Call::RevokeUserSessions, vec![]),
+        K::ListStuckPayouts => (Call::ListStuckPayouts, vec![]),
+        K::ListDeadLetters => (Call::ListDeadLetters, vec![]),
+        K::ReadAuditLog => (Call::ReadAuditLog, vec![]),
+        _ => return None,
+    })
+}
+
+/// The scenario of one cell: setup, the principal's preparation, the probe. `Err` says why the cell has none.
+fn cell_scenario(row: &MatrixRow, op: OperationKind, class: PrincipalClass) -> Result<Vec<Step>, String> {
+    if row.transport == Transport::Socketio {
+        return Err("a Socket.IO subscription: the realtime observer suite is not built yet".to_owned());
+    }
+    let (who, prepare) = principal(class);
+    let (mut steps, probe) = if let Some(act_) = escrow_act(op) {
+        let state = row.state.as_deref().ok_or("an escrow row without a state")?;
+        let mut setup = reach(state).ok_or_else(|| format!("no setup reaches `{state}`"))?;
+        if op == OperationKind::SubmitPaymentProof {
+            // Proofs are for manual-wallet escrows.
+            setup[0] = Step::Create {
+                buyer: 0,
+                seller: 1,
+                major: 100,
+                currency: 0,
+                provider: Provider::ManualWallet,
+                extra: None,
+            };
+        }
+        (setup, act(who, act_))
+    } else if let Some((call, setup)) = platform_call(op) {
+        (setup, Step::Call { who, call })
+    } else {
+        return Err(match op {
+            OperationKind::SignIn | OperationKind::Refresh => {
+                "public: its outcome depends on the credentials, which the property suite covers".to_owned()
+            }
+            OperationKind::DeliverWebhook => {
+                "authenticated by signature, not by session: the webhook suites".to_owned()
+            }
+            _ => format!("{} has no model operation to drive it by principal yet", op.name()),
+        });
+    };
+    steps.extend(prepare);
+    steps.push(probe);
+    Ok(steps)
+}
+
+/// The model's authorization decision on the probe (the last request of the scenario), as a matrix cell: a
+/// refusal for another reason than authorization (a forged delivery replayed, a version conflict) means the caller
+/// was authorized.
+fn model_cell(steps: &[Step], op: OperationKind) -> Option<Cell> {
+    let mut world = World::new(Config::default(), EPOCH);
+    let mut last = None;
+    run_on_model(&mut world, steps, |_, step, request, outcome| {
+        if step == steps.last() && request.op.kind() == Some(op) {
+            last = Some(match outcome {
+                Err(refusal) if is_authorization(*refusal) => Cell::Refuse(*refusal),
+                _ => Cell::Allow,
+            });
+        }
+    });
+    last
+}
+
+fn is_authorization(refusal: Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::Unauthenticated
+            | Refusal::NotFound
+            | Refusal::Forbidden
+            | Refusal::StepUpRequired
+            | Refusal::SameApprover
+    )
+}
+
+/// Runs every cell against the session's target.
+pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Error> {
+    let matrix = Matrix::embedded()?;
+    let mut suite = reporter.suite("matrix", Some((matrix.operation.len() * PrincipalClass::ALL.len()) as u64))?;
+    for row in matrix.rows() {
+        let Ok(op) = row.operation() else { continue };
+        let rules = &row.rules;
+        if !suite.selected(rules, &["matrix"]) {
+            continue;
+        }
+        for class in PrincipalClass::ALL {
+            let name = format!("{} × {}", op.name(), class.name());
+            let expected = row.cell(class);
+            let started = Instant::now();
+            let outcome = match cell_scenario(row, op, class) {
+                Err(reason) => CheckOutcome::Unverified { reason },
+                Ok(steps) => judge(session, &steps, op, expected),
+            };
+            let mut check = CheckResult::new(name, rules.iter().cloned(), outcome);
+            check.extra_tags = vec!["matrix"];
+            check.duration_ms = started.elapsed().as_millis() as u64;
+            suite.check(check)?;
+        }
+    }
+    suite.finish()
+}
+
+fn judge(session: &mut Session, steps: &[Step], op: OperationKind, expected: Cell) -> CheckOutcome {
+    match model_cell(steps, op) {
+        None => {
+            return CheckOutcome::Unverified {
+                reason: "the setup did not reach the probe on the model (no escrow, approval or dead letter to name)"
+                    .to_owned(),
+            };
+        }
+        Some(model) if model != expected => {
+            return CheckOutcome::Failed(Failure {
+                message: format!("the model answers {model} where the matrix says {expected}"),
+                expected: expected.to_string(),
+                observed: format!("model: {model}"),
+                seed: None,
+                reproduction: Vec::new(),
+                file: None,
+                replay: None,
+            });
+        }
+        Some(_) => {}
+    }
+    let run = session.run_steps(steps);
+    if let Some(finding) = &run.finding {
+        return CheckOutcome::Failed(differential_failure(finding, &run.trace, None, None, None));
+    }
+    match run.trace.last() {
+        Some(last) if last.request.op.kind() == Some(op) => match &last.observed {
+            crate::oracle::Observed::Unknown { reason } => {
+                CheckOutcome::Unverified { reason: format!("the target gave no outcome: {reason}") }
+            }
+            _ => CheckOutcome::Passed,
+        },
+        _ => CheckOutcome::Unverified { reason: "the target's scenario did not reach the probe".to_owned() },
+    }
+}
