@@ -49,6 +49,7 @@ pub const COUNTEREXAMPLE_FILE: &str = "counterexample-model.json";
 /// shrunk failure if any.
 pub fn run(options: GeneratedOptions, report_dir: &Path, reporter: &mut Reporter<'_>) -> Result<Coverage, Error> {
     let started = Instant::now();
+    let mut suite = reporter.suite("model", None)?;
     let mut runner = runner(options.seed, options.cases, 4096);
     let coverage = RefCell::new(Coverage::default());
     let first_finding: RefCell<Option<ModelFinding>> = RefCell::new(None);
@@ -84,7 +85,6 @@ pub fn run(options: GeneratedOptions, report_dir: &Path, reporter: &mut Reporter
     };
     let coverage = coverage.into_inner();
     let duration_ms = started.elapsed().as_millis() as u64;
-    let mut suite = reporter.suite("model", None)?;
     let mut counts = coverage.checks.clone();
     for (rule, n) in &coverage.transitions {
         *counts.entry(rule).or_default() += n;

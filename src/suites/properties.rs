@@ -61,6 +61,7 @@ pub fn run(
     reporter: &mut Reporter<'_>,
 ) -> Result<PropertyTotals, Error> {
     let started = Instant::now();
+    let mut suite = reporter.suite("properties", None)?;
     let session = RefCell::new(session);
     let totals = RefCell::new(PropertyTotals::default());
     let shrinking = RefCell::new(false);
@@ -106,7 +107,6 @@ pub fn run(
         Err(TestError::Abort(reason)) => return Err(Error::Usage(format!("the generator gave up: {reason}"))),
     };
     let mut totals = totals.into_inner();
-    let mut suite = reporter.suite("properties", None)?;
     for (rule, n) in &totals.checks {
         if suite.selected(&[rule], &[]) {
             let mut check = CheckResult::new(*rule, vec![*rule], CheckOutcome::Passed);
