@@ -14,6 +14,7 @@ pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod selftest;
 pub mod serve;
 pub mod simulate;
 pub mod suites;

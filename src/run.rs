@@ -94,7 +94,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         suites,
         tags: options.tags.clone(),
     }))?;
-    let mut reporter = Reporter { catalog: &catalog, stream: &mut stream, tags: &options.tags };
+    let mut reporter = Reporter::new(&catalog, &mut stream, &options.tags);
     crate::suites::model::run(options.model, &options.report_dir, &mut reporter)?;
     if let (Some(target), Some(profile)) = (&options.target, profile) {
         let mut session = Session::open(target, profile, format!("seed{}", options.model.seed))?;
@@ -103,8 +103,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
             None => String::new(),
         };
         let generated = GeneratedOptions { cases: options.target_cases, ..options.model };
-        crate::suites::properties::run(&mut session, generated, &hint, &options.report_dir, &mut reporter)?;
-        crate::suites::matrix::run(&mut session, &mut reporter)?;
+        crate::suites::run_target_suites(&mut session, generated, &hint, &options.report_dir, &mut reporter)?;
     }
     let rules = rule_lines(&catalog, stream.checks());
     let threat_lines = threat_lines(&threats, &rules);

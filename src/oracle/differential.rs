@@ -80,12 +80,15 @@ pub struct Exchange {
     pub observed: Observed,
 }
 
+/// The escrow's state in the model after the request: after an accepted request, and after a refused update (AZ-8
+/// lets a target ignore a protected field instead of refusing it, but then the state must be unchanged).
 fn state_after(request: &Request, predicted: &Outcome, model: &World) -> Option<EscrowState> {
     let id = match predicted {
         Ok(Accepted::Escrow(id)) => Some(*id),
         _ => request.op.escrow(),
     }?;
-    predicted.is_ok().then(|| model.escrow(id).map(|e| e.state)).flatten()
+    let judged = predicted.is_ok() || matches!(request.op, conform_reference::world::Op::UpdateEscrow { .. });
+    judged.then(|| model.escrow(id).map(|e| e.state)).flatten()
 }
 
 /// Runs `steps` on a fresh model and on `target` side by side; steps beyond the target's `abilities` are skipped

@@ -234,10 +234,23 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
         (Ok(_), Observed::Refused { .. }) => differ(rules_of_operation(op)),
         // AZ-8 allows a protected field to be ignored instead of refused: accepting is not yet a difference; a
         // field that was applied shows as a state or amount difference on the next read.
-        (Err(Refusal::ValidationFailed), Observed::Accepted { .. })
+        (Err(Refusal::ValidationFailed), Observed::Accepted { state, .. })
             if matches!(op, Op::UpdateEscrow { .. } | Op::CreateEscrow { extra: Some(_), .. }) =>
         {
-            Verdict::Agree
+            // A created escrow starts awaiting payment, whatever the body said.
+            let model_state = match op {
+                Op::CreateEscrow { .. } => Some(EscrowState::AwaitingPayment),
+                _ => model_state,
+            };
+            match (model_state, state) {
+                // Ignored, but applied after all: the answer shows the state the caller smuggled in.
+                (Some(expected), Some(seen)) if expected != *seen => Verdict::Differ(Difference {
+                    rules: vec!["AZ-8", "ESC-19"],
+                    expected: format!("the protected field refused or ignored: state stays {expected}"),
+                    observed: describe_observed(observed),
+                }),
+                _ => Verdict::Agree,
+            }
         }
         (Err(refusal), Observed::Accepted { .. }) => differ(rules_of_refusal(*refusal)),
         (Err(expected), Observed::Refused { refusal: Some(seen), .. }) if expected == seen => Verdict::Agree,

@@ -219,7 +219,77 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
             suite.check(check)?;
         }
     }
+    for case in &matrix.mass_assignment {
+        if !suite.selected(&case.rules, &["matrix"]) {
+            continue;
+        }
+        let name = format!("{} sets {} as {}", case.operation, case.field, case.principal);
+        let started = Instant::now();
+        let outcome = match mass_assignment_scenario(&case.operation, &case.principal, &case.field) {
+            Err(reason) => CheckOutcome::Unverified { reason },
+            Ok(steps) => judge_run(session, &steps),
+        };
+        let mut check = CheckResult::new(name, case.rules.iter().cloned(), outcome);
+        check.extra_tags = vec!["matrix"];
+        check.duration_ms = started.elapsed().as_millis() as u64;
+        suite.check(check)?;
+    }
     suite.finish()
+}
+
+/// A mass-assignment case (AZ-8): the principal sends the protected field, then the buyer reads the escrow back; the
+/// model refuses the field, and a target that ignores it instead must leave the escrow as it was.
+fn mass_assignment_scenario(operation: &str, principal: &str, field: &str) -> Result<Vec<Step>, String> {
+    use conform_reference::world::EscrowField as F;
+    let field = match field {
+        "state" => F::State,
+        "buyer_id" => F::BuyerId,
+        "seller_id" => F::SellerId,
+        "amount" => F::Amount,
+        "amount_received" => F::AmountReceived,
+        "id" => F::Id,
+        other => return Err(format!("the model has no escrow field `{other}` to smuggle")),
+    };
+    let who = match principal {
+        "buyer" => Who::Buyer,
+        "seller" => Who::Seller,
+        other => return Err(format!("no mass-assignment scenario for principal `{other}`")),
+    };
+    let read_back = act(Who::Buyer, EscrowAct::Get);
+    match operation {
+        "create_escrow" => Ok(vec![
+            Step::Create {
+                buyer: 0,
+                seller: 1,
+                major: 100,
+                currency: 0,
+                provider: Provider::Shkeeper,
+                extra: Some(field),
+            },
+            read_back,
+        ]),
+        "update_escrow" => Ok(vec![
+            Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::Shkeeper, extra: None },
+            act(who, EscrowAct::Update(field)),
+            read_back,
+        ]),
+        other => Err(format!("no mass-assignment scenario for `{other}` yet")),
+    }
+}
+
+/// A scenario's differential verdict: passed when the target agreed with the model on every request.
+fn judge_run(session: &mut Session, steps: &[Step]) -> CheckOutcome {
+    let run = session.run_steps(steps);
+    match &run.finding {
+        Some(finding) => CheckOutcome::Failed(differential_failure(finding, &run.trace, None, None, None)),
+        None => match run.trace.iter().find_map(|e| match &e.observed {
+            crate::oracle::Observed::Unknown { reason } => Some(reason.clone()),
+            _ => None,
+        }) {
+            Some(reason) => CheckOutcome::Unverified { reason: format!("the target gave no outcome: {reason}") },
+            None => CheckOutcome::Passed,
+        },
+    }
 }
 
 fn judge(session: &mut Session, steps: &[Step], op: OperationKind, expected: Cell) -> CheckOutcome {

@@ -21,6 +21,23 @@ use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 /// Every suite, in the order a run takes them.
 pub const SUITES: [&str; 4] = ["model", "properties", "matrix", "races"];
 
+/// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
+/// to reach the same target (e.g. ` --profile FILE`).
+pub fn run_target_suites(
+    session: &mut Session,
+    options: model::GeneratedOptions,
+    replay_hint: &str,
+    report_dir: &std::path::Path,
+    reporter: &mut Reporter<'_>,
+) -> Result<(), Error> {
+    properties::run(session, options, replay_hint, report_dir, reporter)?;
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    matrix::run(session, reporter)?;
+    Ok(())
+}
+
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.
 pub fn area_of(rule: &str) -> Option<&'static str> {
     let prefix = rule.split('-').next()?;
@@ -71,9 +88,21 @@ pub struct Reporter<'a> {
     pub stream: &'a mut EventStream,
     /// `--tags`; empty selects everything.
     pub tags: &'a [String],
+    /// Skip the remaining suites once a check failed (the selftest only needs the first detection).
+    pub stop_at_first_failure: bool,
 }
 
 impl<'a> Reporter<'a> {
+    /// A reporter of every check to `stream`.
+    pub fn new(catalog: &'a Rules, stream: &'a mut EventStream, tags: &'a [String]) -> Reporter<'a> {
+        Reporter { catalog, stream, tags, stop_at_first_failure: false }
+    }
+
+    /// Whether a check failed so far.
+    pub fn has_failed(&self) -> bool {
+        self.stream.checks().iter().any(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+    }
+
     /// Whether a check with these rules (and extra tags) is selected by `--tags`.
     pub fn selected<R: AsRef<str>>(&self, rules: &[R], extra_tags: &[&str]) -> bool {
         self.tags.is_empty() || {
