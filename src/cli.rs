@@ -75,6 +75,8 @@ enum Command {
     /// Run a target in the foreground until Ctrl-C: `conform serve embedded [--fault NAME]… [--test-mode]`.
     #[command(subcommand)]
     Serve(crate::serve::ServeCommand),
+    /// Decide whether the target may launch, from a run's events and the launch criteria (SPEC §10).
+    Gate(crate::gate::GateCommand),
 }
 
 /// Runs the command line and returns the exit status.
@@ -93,6 +95,7 @@ pub fn main(cli: Cli) -> Exit {
         Command::Simulate(command) => return crate::simulate::run(command),
         Command::Profile(command) => return crate::profile::check::run(command),
         Command::Serve(command) => return crate::serve::run(command),
+        Command::Gate(command) => return crate::gate::run(command),
     };
     result.unwrap_or_else(|error| {
         eprintln!("conform: {error}");

@@ -2,9 +2,15 @@
 //! renders every event kind and never decides a verdict (rule verdicts come from [`tally`], the launch decision from
 //! `crate::gate`, both before `RunFinished` is emitted).
 
+pub mod console;
 pub mod event;
+pub mod html;
 pub mod jsonl;
+pub mod junit;
+pub mod markdown;
+mod run_log;
 pub mod tally;
+pub mod text;
 
 pub use event::{CheckOutcome, CheckRecord, Event};
 
