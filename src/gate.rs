@@ -30,7 +30,8 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::report::event::{CheckOutcome, CheckRecord, CriterionDecision, CriterionStatus, GateDecision, RuleResult};
 use crate::report::tally::{self, MODEL_SUITE};
-use crate::report::{Event, jsonl, text};
+use crate::report::text::{self, count};
+use crate::report::{Event, jsonl};
 
 /// The file `conform gate` writes in the report directory.
 pub const FILE_NAME: &str = "gate.json";
@@ -189,8 +190,7 @@ impl Waivers {
         };
         let parsed: WaiversFile = toml::from_str(text).map_err(|error| {
             let offset = error.span().map_or(0, |span| span.start);
-            // serde names the field in backticks ("missing field `reason`", "unknown field `aprover`").
-            let field = error.message().split('`').nth(1).unwrap_or("waiver").to_owned();
+            let field = field_of_error(error.message(), text, offset);
             let hint =
                 if field == "expires" { " (write a TOML date without quotes: expires = 2027-01-31)" } else { "" };
             refuse(offset, &field, format!("{}{hint}", error.message().trim()))
@@ -244,6 +244,22 @@ impl Waivers {
     /// The waiver of a criterion, if any.
     pub fn for_criterion(&self, id: &str) -> Option<&Waiver> {
         self.waivers.iter().find(|waiver| waiver.criterion == id)
+    }
+}
+
+/// The field a TOML error is about: serde names it in backticks for a missing or unknown field; otherwise (a wrong
+/// type, a syntax error) it is the key written on the error's line, if there is one.
+fn field_of_error(message: &str, text: &str, offset: usize) -> String {
+    if (message.starts_with("missing field") || message.starts_with("unknown field"))
+        && let Some(field) = message.split('`').nth(1)
+    {
+        return field.to_owned();
+    }
+    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |newline| newline + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => key.trim().to_owned(),
+        _ => "waiver".to_owned(),
     }
 }
 
@@ -370,7 +386,7 @@ fn decide_criterion(
 
 /// Each rule by its report verdict: failed, passed, or (exercised on the model only, or unverified) unverified.
 fn weigh_rules(weighing: &mut Weighing, rules: &[String], checks: &[CheckRecord]) {
-    let mut passed = 0;
+    let mut passed: u64 = 0;
     let mut unverified = Vec::new();
     for id in rules {
         let line = tally::rule_line(id, "", checks);
@@ -381,7 +397,11 @@ fn weigh_rules(weighing: &mut Weighing, rules: &[String], checks: &[CheckRecord]
         }
     }
     if !unverified.is_empty() {
-        weighing.unverified.push(format!("{} unverified: {}", count(unverified.len(), "rule"), listed(&unverified)));
+        weighing.unverified.push(format!(
+            "{} unverified: {}",
+            count(unverified.len() as u64, "rule"),
+            listed(&unverified)
+        ));
     }
     if passed > 0 {
         weighing.passed.push(format!("{} passed", count(passed, "rule")));
@@ -412,7 +432,7 @@ fn weigh_tags(weighing: &mut Weighing, tags: &[String], checks: &[CheckRecord]) 
         if passed_on_target == 0 {
             weighing.unverified.push(format!("no check against a target is tagged {tag_list}"));
         } else {
-            weighing.passed.push(format!("{} tagged {tag_list} passed", count(passed_on_target, "check")));
+            weighing.passed.push(format!("{} tagged {tag_list} passed", count(passed_on_target as u64, "check")));
         }
     }
 }
@@ -463,11 +483,6 @@ fn listed(items: &[String]) -> String {
         return items.join(", ");
     }
     format!("{} and {} more", items[..LISTED].join(", "), items.len() - LISTED)
-}
-
-/// `1 rule`, `3 rules`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// `suite matrix`, `suites matrix, features`.

@@ -123,7 +123,7 @@ impl<W: Write> Console<W> {
             bars.by_suite.push((suite.suite.clone(), bar));
             return Ok(());
         }
-        let planned = suite.planned.map(|n| format!(" ({n} checks planned)")).unwrap_or_default();
+        let planned = suite.planned.map(|n| format!(" ({} planned)", text::count(n, "check"))).unwrap_or_default();
         let text = format!("{}{planned}\n", self.paint(&format!("── {}", suite.suite), Color::Bold));
         self.print(&text)
     }
@@ -139,12 +139,8 @@ impl<W: Write> Console<W> {
             // With bars, a pass only moves its bar.
             CheckOutcome::Passed if self.bars.is_some() => return Ok(()),
             CheckOutcome::Passed => {
-                format!(
-                    "  {} {} ({} observations)\n",
-                    self.paint("pass      ", Color::Green),
-                    check.id(),
-                    check.observations
-                )
+                let observations = text::count(check.observations, "observation");
+                format!("  {} {} ({observations})\n", self.paint("pass      ", Color::Green), check.id())
             }
             CheckOutcome::Failed(failure) => {
                 let mut text = format!(
@@ -211,8 +207,7 @@ impl<W: Write> Console<W> {
 
     fn gate_text(&self, gate: &GateDecision) -> String {
         let color = if gate.launch { Color::Green } else { Color::Red };
-        let mut text =
-            format!("{} {}\n", self.paint("launch:", Color::Bold), self.paint(&text::launch_headline(gate), color));
+        let mut text = format!("{}\n", self.paint(&text::launch_headline(gate), color));
         for criterion in &gate.criteria {
             let color = match criterion.status {
                 CriterionStatus::Passed => Color::Green,

@@ -181,7 +181,7 @@ impl<'a> Page<'a> {
     fn rules(&mut self) {
         self.html.push_str("<section id=\"rules\">\n<h2>Results per SPEC rule</h2>\n<table>\n");
         self.html
-            .push_str("<tr><th>rule</th><th>title</th><th>verdict</th><th>count</th><th>failed by / why</th></tr>\n");
+            .push_str("<tr><th>rule</th><th>title</th><th>verdict</th><th>passed observations</th><th>failed by / why</th></tr>\n");
         let finished = self.finished;
         for rule in &finished.rules {
             let detail = self.rule_detail(rule);
@@ -376,10 +376,13 @@ impl<'a> Page<'a> {
         let log = self.log;
         for check in log.checks() {
             let outcome = check.outcome.name();
-            // Failed and unverified checks have a section to go to; passed ones do not.
-            let name = match check.outcome {
-                CheckOutcome::Passed => esc(&check.id()),
-                CheckOutcome::Failed(_) | CheckOutcome::Unverified { .. } => self.check_link(&check.id()),
+            // Failed and unverified checks have a section to go to, and so do drills; other passed checks do not.
+            let name = match (&check.outcome, &check.evidence) {
+                (CheckOutcome::Failed(_) | CheckOutcome::Unverified { .. }, _) => self.check_link(&check.id()),
+                (CheckOutcome::Passed, Some(_)) => {
+                    format!("<a href=\"#drill-{}\">{}</a>", self.anchor(&check.id()), esc(&check.id()))
+                }
+                (CheckOutcome::Passed, None) => esc(&check.id()),
             };
             let _ = writeln!(
                 self.html,

@@ -137,7 +137,7 @@ fn gate_suite(gate: &GateDecision) -> TestSuite {
             }
             (CriterionStatus::Failed | CriterionStatus::Unverified, false) => {
                 let mut status = TestCaseStatus::skipped();
-                status.set_message(format!("not blocking: {}", criterion.explanation));
+                status.set_message(criterion.explanation.as_str()).set_type("advisory criterion not met");
                 status
             }
         };

@@ -161,7 +161,7 @@ fn criteria(md: &mut String, gate: &GateDecision) {
 fn unverified(md: &mut String, log: &RunLog, finished: &RunFinished) {
     let rules: Vec<_> = finished.rules.iter().filter(|rule| rule.result == RuleResult::Unverified).collect();
     if !rules.is_empty() {
-        let _ = writeln!(md, "<details><summary>{} unverified rules</summary>\n", rules.len());
+        let _ = writeln!(md, "<details><summary>{} unverified</summary>\n", text::count(rules.len() as u64, "rule"));
         md.push_str("| rule | title | why |\n|---|---|---|\n");
         for rule in rules {
             let reason = rule.reason.as_deref().unwrap_or("");
@@ -177,7 +177,7 @@ fn unverified(md: &mut String, log: &RunLog, finished: &RunFinished) {
         })
         .collect();
     if !checks.is_empty() {
-        let _ = writeln!(md, "<details><summary>{} unverified checks</summary>\n", checks.len());
+        let _ = writeln!(md, "<details><summary>{} unverified</summary>\n", text::count(checks.len() as u64, "check"));
         md.push_str("| check | rules | why |\n|---|---|---|\n");
         for (check, reason) in checks {
             let _ = writeln!(

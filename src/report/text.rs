@@ -89,6 +89,14 @@ pub fn trace_line(check: &CheckRecord) -> String {
     )
 }
 
+/// `1 check`, `3 checks`.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// Items joined by `, `, or `none`.
 pub fn list_or_none(items: &[String]) -> String {
     if items.is_empty() { "none".to_owned() } else { items.join(", ") }
