@@ -497,7 +497,7 @@ fn gate_after_help() -> String {
     let mut help = String::from(
         "Examples:\n  conform gate --criteria contracts/launch-criteria.toml\n  \
          conform gate --criteria contracts/launch-criteria.toml --waivers waivers.toml --report-dir reports\n  \
-         conform gate --criteria contracts/launch-criteria.toml --today 2027-01-15   # reproduce a past decision\n\n\
+         conform gate --criteria contracts/launch-criteria.toml --today 2027-01-15   # as on that day\n\n\
          Waivers: see contracts/waivers.example.toml.\n\nExit statuses:\n",
     );
     for (code, meaning) in Exit::GATE_TABLE {
