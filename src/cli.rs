@@ -69,6 +69,8 @@ enum Command {
     /// Run a target in the foreground until Ctrl-C: `conform serve embedded [--fault NAME]… [--test-mode]`.
     #[command(subcommand)]
     Serve(crate::serve::ServeCommand),
+    /// Decide whether the target may launch, from a run's events and the launch criteria (SPEC §10).
+    Gate(crate::gate::GateCommand),
 }
 
 /// Options of `conform run`.
@@ -98,6 +100,9 @@ struct RunArgs {
     /// realtime, …) or threat ids (T01 …); comma-separated or repeated.
     #[arg(long, value_delimiter = ',')]
     tags: Vec<String>,
+    /// Waivers for the launch decision the reports show (see contracts/waivers.example.toml).
+    #[arg(long, value_name = "FILE")]
+    waivers: Option<PathBuf>,
 }
 
 /// Which target a command drives.
@@ -175,6 +180,7 @@ pub fn main(cli: Cli) -> Exit {
         Command::Simulate(command) => return crate::simulate::run(command),
         Command::Profile(command) => return crate::profile::check::run(command),
         Command::Serve(command) => return crate::serve::run(command),
+        Command::Gate(command) => return crate::gate::run(command),
     };
     result.unwrap_or_else(|error| {
         eprintln!("conform: {error}");
@@ -191,5 +197,6 @@ fn run(args: &RunArgs) -> Result<Exit, Error> {
         report_dir: args.report_dir.clone(),
         target,
         tags: args.tags.clone(),
+        waivers: args.waivers.clone(),
     })
 }

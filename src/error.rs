@@ -15,6 +15,21 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The console could not be written (a closed pipe, a full disk behind a redirection).
+    #[error("cannot write to the console: {0}")]
+    Console(#[source] std::io::Error),
+    /// A waivers file is wrong: the file, the line and the field to fix.
+    #[error("{file}:{line}: {field}: {message}")]
+    Waiver {
+        /// The waivers file, as given.
+        file: String,
+        /// The line (1-based).
+        line: usize,
+        /// The field at fault (`criterion`, `reason`, `approver_role`, `expires`, or the unknown one).
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// A contract file is wrong.
     #[error(transparent)]
     Contract(#[from] crate::contracts::ContractError),
@@ -30,7 +45,11 @@ impl Error {
     /// The exit status this error ends the command with.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::ReportWrite { .. } | Error::Contract(_) | Error::Usage(_) => Exit::Usage,
+            Error::ReportWrite { .. }
+            | Error::Console(_)
+            | Error::Waiver { .. }
+            | Error::Contract(_)
+            | Error::Usage(_) => Exit::Usage,
             Error::TargetUnreachable(_) => Exit::TargetUnreachable,
         }
     }

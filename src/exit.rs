@@ -31,6 +31,15 @@ impl Exit {
     pub fn meaning(self) -> &'static str {
         Exit::TABLE.iter().find(|(code, _)| *code == self.code()).map_or("", |(_, meaning)| meaning)
     }
+    /// What `conform gate` exits with: it answers one question, so three statuses apply.
+    pub const GATE_TABLE: [(u8, &'static str); 3] = [
+        (Exit::Passed.code(), "launch may go ahead: every blocking criterion passed or carries a valid waiver"),
+        (
+            Exit::Findings.code(),
+            "launch refused: a blocking criterion failed or is unverified, and no valid waiver covers it",
+        ),
+        (Exit::Usage.code(), "bad input: no events file, or a wrong criteria or waivers file; nothing was decided"),
+    ];
 
     /// The numeric status.
     pub const fn code(self) -> u8 {

@@ -74,7 +74,8 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let pid = self.child.id();
         // The child leads its own process group (see `spawn`): signal the group, then reap the leader.
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(format!("-{pid}")).status();
+        // `--` so that procps' kill reads `-PID` as a process group, not as an option.
+        let _ = std::process::Command::new("kill").args(["-s", "TERM", "--", &format!("-{pid}")]).status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -82,7 +83,7 @@ impl Drop for ChildGuard {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = std::process::Command::new("kill").arg("-KILL").arg(format!("-{pid}")).status();
+        let _ = std::process::Command::new("kill").args(["-s", "KILL", "--", &format!("-{pid}")]).status();
         let _ = self.child.wait();
     }
 }

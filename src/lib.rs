@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod drive;
 pub mod error;
 pub mod exit;
+pub mod gate;
 pub mod launch;
 pub mod oracle;
 pub mod profile;

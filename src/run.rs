@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::contracts::{Rules, Threats};
+use crate::contracts::{LaunchCriteria, Rules, Threats};
 use crate::error::Error;
 use crate::exit::Exit;
+use crate::gate::{Date, Waivers, decide};
 use crate::report::event::{RunFinished, RunStarted};
 use crate::report::jsonl::JsonLines;
 use crate::report::tally::{rule_lines, threat_lines};
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub target: Option<TargetOptions>,
     /// `--tags`.
     pub tags: Vec<String>,
+    /// Waivers for the launch decision.
+    pub waivers: Option<PathBuf>,
 }
 
 /// Writes `value` as pretty JSON to `dir/name`.
@@ -56,11 +59,14 @@ fn validate(options: &RunOptions, catalog: &Rules) -> Result<(), Error> {
 }
 
 /// The writers of a run: everything the report directory holds, plus the console.
-fn writers(report_dir: &Path) -> Result<Vec<Box<dyn Writer>>, Error> {
+fn writers(report_dir: &Path, today: Date) -> Result<Vec<Box<dyn Writer>>, Error> {
     Ok(vec![
-        Box::new(crate::report::plain::Plain),
+        Box::new(crate::report::console::Console::stdout()),
         Box::new(JsonLines::create(report_dir)?),
         Box::new(crate::report::summary::Summary::new(report_dir)),
+        Box::new(crate::report::junit::Junit::new(report_dir)),
+        Box::new(crate::report::markdown::Markdown::new(report_dir)),
+        Box::new(crate::report::html::Html::new(report_dir).with_date(today.to_string())),
     ])
 }
 
@@ -70,12 +76,18 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
     let catalog = Rules::embedded()?;
     let threats = Threats::embedded()?;
     validate(options, &catalog)?;
+    let today = Date::today_utc();
+    let criteria = LaunchCriteria::embedded()?;
+    let waivers = match &options.waivers {
+        Some(path) => Waivers::load(path, &criteria)?,
+        None => Waivers::none(),
+    };
     let profile = options.target.as_ref().map(TargetOptions::load_profile).transpose()?;
     if options.model.cases == 0 && (options.target.is_none() || options.target_cases == 0) {
         eprintln!("conform: nothing ran (--cases 0)");
         return Ok(Exit::NothingRan);
     }
-    let mut stream = EventStream::new(writers(&options.report_dir)?);
+    let mut stream = EventStream::new(writers(&options.report_dir, today)?);
     let suites: Vec<String> =
         if options.target.is_some() { vec!["model", "properties", "matrix"] } else { vec!["model"] }
             .into_iter()
@@ -112,7 +124,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
     stream.emit(Event::RunFinished(RunFinished {
         rules,
         threats: threat_lines,
-        gate: None,
+        gate: Some(decide(&criteria, &waivers, stream.checks(), stream.suites(), today)),
         exit_code: exit.code(),
         exit_meaning: exit.meaning().to_owned(),
         duration_ms: started.elapsed().as_millis() as u64,

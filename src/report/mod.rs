@@ -2,11 +2,16 @@
 //! renders every event kind and never decides a verdict (rule verdicts come from [`tally`], the launch decision from
 //! `crate::gate`, both before `RunFinished` is emitted).
 
+pub mod console;
 pub mod event;
+pub mod html;
 pub mod jsonl;
-pub mod plain;
+pub mod junit;
+pub mod markdown;
+mod run_log;
 pub mod summary;
 pub mod tally;
+pub mod text;
 
 pub use event::{CheckOutcome, CheckRecord, Event};
 
