@@ -114,7 +114,10 @@ pub async fn launch(request: LaunchRequest<'_>) -> Result<Launched, Error> {
     }
     if let Some(url) = request.running_at {
         let socketio = if profile.raw().target.socketio.is_some() { profile.socketio_url() } else { url };
-        probe_until_ready(url, &readiness_path(profile), 200, RUNNING_GRACE, None).await?;
+        let readiness = profile.raw().launch.readiness.as_ref().map(|r| r.get_ref().clone());
+        let (path, status) =
+            readiness.as_ref().map_or(("/".to_owned(), None), |r| (r.path.get_ref().clone(), Some(r.status)));
+        probe_until_ready(url, &path, status, RUNNING_GRACE, None).await?;
         return Ok(Launched::at(url.to_owned(), socketio.to_owned()));
     }
     if request.faults.iter().next().is_some() && profile.launch_mode() != LaunchMode::Embedded {
@@ -146,7 +149,7 @@ pub async fn launch(request: LaunchRequest<'_>) -> Result<Launched, Error> {
             let url = profile.http_url().to_owned();
             let readiness = profile.raw().launch.readiness.as_ref().map(|r| r.get_ref().clone());
             let (path, status) =
-                readiness.as_ref().map_or(("/".to_owned(), 200), |r| (r.path.get_ref().clone(), r.status));
+                readiness.as_ref().map_or(("/".to_owned(), None), |r| (r.path.get_ref().clone(), Some(r.status)));
             probe_until_ready(&url, &path, status, RUNNING_GRACE, None).await?;
             Ok(Launched::at(url, profile.socketio_url().to_owned()))
         }
@@ -162,10 +165,6 @@ pub async fn launch(request: LaunchRequest<'_>) -> Result<Launched, Error> {
             }
         ))),
     }
-}
-
-fn readiness_path(profile: &Profile) -> String {
-    profile.raw().launch.readiness.as_ref().map_or("/".to_owned(), |r| r.get_ref().path.get_ref().clone())
 }
 
 /// A free port on the loopback interface, for a started target.
@@ -222,17 +221,17 @@ async fn launch_command(profile: &Profile, sims: &Simulators, log_dir: &Path) ->
     let readiness = launch.readiness.as_ref().map(|r| r.get_ref().clone());
     let (path, status, timeout) = readiness
         .as_ref()
-        .map_or(("/".to_owned(), 200, 30), |r| (r.path.get_ref().clone(), r.status, r.timeout_seconds));
+        .map_or(("/".to_owned(), None, 30), |r| (r.path.get_ref().clone(), Some(r.status), r.timeout_seconds));
     probe_until_ready(&http_url, &path, status, Duration::from_secs(timeout), Some((&mut guard, &log_path))).await?;
     Ok(Launched { _child: Some(guard), ..Launched::at(http_url, socketio_url) })
 }
 
-/// GETs `base + path` until it answers `status`, for at most `limit`; a started child that exits first ends the
-/// wait with the tail of its log.
+/// GETs `base + path` until it answers `status` (any HTTP answer when the profile names no readiness probe), for at
+/// most `limit`; a started child that exits first ends the wait with the tail of its log.
 async fn probe_until_ready(
     base: &str,
     path: &str,
-    status: u16,
+    status: Option<u16>,
     limit: Duration,
     mut child: Option<(&mut ChildGuard, &Path)>,
 ) -> Result<(), Error> {
@@ -245,8 +244,8 @@ async fn probe_until_ready(
     let started = Instant::now();
     loop {
         let last = match client.get(&url).send().await {
-            Ok(response) if response.status().as_u16() == status => return Ok(()),
-            Ok(response) => format!("answered {} (waiting for {status})", response.status().as_u16()),
+            Ok(response) if status.is_none_or(|s| s == response.status().as_u16()) => return Ok(()),
+            Ok(response) => format!("answered {} (waiting for {status:?})", response.status().as_u16()),
             Err(e) => format!("{e}"),
         };
         if let Some((guard, log)) = child.as_mut()
@@ -261,7 +260,7 @@ async fn probe_until_ready(
         if started.elapsed() >= limit {
             let log = child.map(|(_, log)| format!("; last lines of {}:\n{}", log.display(), tail(log, 20)));
             return Err(Error::TargetUnreachable(format!(
-                "target is down: {url} did not answer {status} within {} s ({last}){}",
+                "target is down: {url} did not answer within {} s ({last}){}",
                 limit.as_secs(),
                 log.unwrap_or_default()
             )));

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 /// One event of a run.
+// One event is built and handed by reference to every writer; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
