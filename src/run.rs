@@ -77,7 +77,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
     }
     let mut stream = EventStream::new(writers(&options.report_dir)?);
     let suites: Vec<String> =
-        if options.target.is_some() { vec!["model", "properties", "matrix"] } else { vec!["model"] }
+        if options.target.is_some() { vec!["model", "properties", "matrix", "features"] } else { vec!["model"] }
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -105,6 +105,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         let generated = GeneratedOptions { cases: options.target_cases, ..options.model };
         crate::suites::properties::run(&mut session, generated, &hint, &options.report_dir, &mut reporter)?;
         crate::suites::matrix::run(&mut session, &mut reporter)?;
+        crate::suites::features::run(&mut session, &mut reporter)?;
     }
     let rules = rule_lines(&catalog, stream.checks());
     let threat_lines = threat_lines(&threats, &rules);

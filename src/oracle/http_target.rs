@@ -119,6 +119,12 @@ impl HttpTarget {
         &self.profile
     }
 
+    /// The dead letters the target has listed since the current scenario began (read after every refused or
+    /// dead-lettered delivery, where the profile declares the dead-letter list).
+    pub fn dead_letters_seen(&self) -> usize {
+        self.ids.dead_letters.len()
+    }
+
     /// An id of the model's (an event, an unknown reference) made unique to this scenario: the target remembers
     /// earlier scenarios' events, the model does not.
     fn scoped(&self, id: &str) -> String {

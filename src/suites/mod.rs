@@ -1,6 +1,7 @@
 //! The suites: each runs its checks (on the model alone, or side by side with a target through a [`Session`]) and
 //! reports every check to the event stream as it ends, tagged with its rules, their threats and its areas.
 
+pub mod features;
 pub mod matrix;
 pub mod model;
 pub mod properties;
@@ -206,17 +207,22 @@ pub fn differential_failure(
         expected: d.expected.clone(),
         observed: d.observed.clone(),
         seed,
-        reproduction: trace
-            .iter()
-            .map(|e| ReproStep {
-                request: describe_request(&e.request),
-                expected: e.predicted.clone(),
-                observed: format!("{:?}", e.observed),
-            })
-            .collect(),
+        reproduction: reproduction(trace),
         file,
         replay,
     }
+}
+
+/// The exchanges of a differential run as a report's reproduction: each request, expected against observed.
+pub fn reproduction(trace: &[crate::oracle::differential::Exchange]) -> Vec<ReproStep> {
+    trace
+        .iter()
+        .map(|e| ReproStep {
+            request: describe_request(&e.request),
+            expected: e.predicted.clone(),
+            observed: format!("{:?}", e.observed),
+        })
+        .collect()
 }
 
 /// A request in words: the operation, and who made it (by the model's token number).
