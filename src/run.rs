@@ -56,7 +56,7 @@ fn validate(options: &RunOptions, catalog: &Rules) -> Result<(), Error> {
 }
 
 /// The writers of a run: everything the report directory holds, plus the console.
-fn writers(report_dir: &Path) -> Result<Vec<Box<dyn Writer>>, Error> {
+pub(crate) fn writers(report_dir: &Path) -> Result<Vec<Box<dyn Writer>>, Error> {
     Ok(vec![
         Box::new(crate::report::plain::Plain),
         Box::new(JsonLines::create(report_dir)?),
@@ -76,11 +76,14 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         return Ok(Exit::NothingRan);
     }
     let mut stream = EventStream::new(writers(&options.report_dir)?);
-    let suites: Vec<String> =
-        if options.target.is_some() { vec!["model", "properties", "matrix", "features"] } else { vec!["model"] }
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+    let suites: Vec<String> = if options.target.is_some() {
+        vec!["model", "properties", "matrix", "features", "drills"]
+    } else {
+        vec!["model"]
+    }
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     stream.emit(Event::RunStarted(RunStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         seed: options.model.seed,
@@ -106,9 +109,20 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         crate::suites::properties::run(&mut session, generated, &hint, &options.report_dir, &mut reporter)?;
         crate::suites::matrix::run(&mut session, &mut reporter)?;
         crate::suites::features::run(&mut session, &mut reporter)?;
+        crate::drill::run_suite(&mut session, &crate::drill::select("all")?, &mut reporter)?;
     }
-    let rules = rule_lines(&catalog, stream.checks());
-    let threat_lines = threat_lines(&threats, &rules);
+    finish(&mut stream, &catalog, &threats, started)
+}
+
+/// Ends a run: the verdicts per rule and threat, and the exit status, from the checks the stream has seen.
+pub(crate) fn finish(
+    stream: &mut EventStream,
+    catalog: &Rules,
+    threats: &Threats,
+    started: Instant,
+) -> Result<Exit, Error> {
+    let rules = rule_lines(catalog, stream.checks());
+    let threat_lines = threat_lines(threats, &rules);
     let failed = stream.checks().iter().any(|c| matches!(c.outcome, CheckOutcome::Failed(_)));
     let exit = if failed { Exit::Findings } else { Exit::Passed };
     stream.emit(Event::RunFinished(RunFinished {

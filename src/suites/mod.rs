@@ -15,12 +15,12 @@ pub use session::{Session, TargetOptions};
 
 use crate::contracts::Rules;
 use crate::error::Error;
-use crate::report::event::{Failure, ReproStep, SuiteFinished, SuiteStarted};
+use crate::report::event::{DrillEvidence, Failure, ReproStep, SuiteFinished, SuiteStarted};
 use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 4] = ["model", "properties", "matrix", "races"];
+pub const SUITES: [&str; 6] = ["model", "properties", "matrix", "races", "features", "drills"];
 
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.
 pub fn area_of(rule: &str) -> Option<&'static str> {
@@ -125,6 +125,8 @@ pub struct CheckResult {
     pub requests: u64,
     /// Wall time.
     pub duration_ms: u64,
+    /// A drill's evidence (timeline, times to detect and contain, funds lost).
+    pub evidence: Option<DrillEvidence>,
 }
 
 impl CheckResult {
@@ -142,6 +144,7 @@ impl CheckResult {
             observations: 1,
             requests: 0,
             duration_ms: 0,
+            evidence: None,
         }
     }
 }
@@ -170,7 +173,7 @@ impl SuiteRun<'_, '_> {
             observations: result.observations,
             requests: result.requests,
             duration_ms: result.duration_ms,
-            evidence: None,
+            evidence: result.evidence,
         };
         self.reporter.stream.emit(Event::CheckFinished(record))
     }

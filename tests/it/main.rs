@@ -3,7 +3,9 @@
 mod cli;
 mod contracts;
 mod differential;
+mod drills;
 mod embedded_realtime;
+mod features;
 mod http;
 mod passkey;
 mod peers;
