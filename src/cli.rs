@@ -57,6 +57,17 @@ enum Command {
         after_help = "Examples:\n  conform selftest\n  conform selftest --fault idor-get-escrow --fault release-race"
     )]
     Selftest(SelftestArgs),
+    /// Run runbook drills (SPEC §8) against a test deployment, with their evidence: a timeline, time to detect,
+    /// time to contain, funds lost.
+    ///
+    /// NAME is a drill of `drills/` (compiled in), `all`, or a path to a drill file (`….toml`). Drills refuse a
+    /// profile whose environment is not `test` (exit 2).
+    #[command(
+        after_help = "Examples:\n  conform drill stuck-release\n  conform drill all --report-dir /tmp/drills\n  \
+                            conform drill stuck-release --fault new-payout-key-on-retry\n  \
+                            conform drill my-drill.toml --profile contracts/profiles/express.toml"
+    )]
+    Drill(DrillArgs),
     /// Run a payment provider simulator (SHKeeper or Request Network) for a backend to talk to, until Ctrl-C.
     ///
     /// It answers the provider's API and sends its signed callbacks; `--help` of each provider tells how to point
@@ -156,6 +167,18 @@ struct SelftestArgs {
     report_dir: PathBuf,
 }
 
+/// Options of `conform drill`.
+#[derive(Debug, clap::Args)]
+struct DrillArgs {
+    /// A drill name, `all`, or a drill file.
+    name: String,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Where reports are written (created if missing).
+    #[arg(long, default_value = "reports")]
+    report_dir: PathBuf,
+}
+
 /// Options of `conform replay`.
 #[derive(Debug, clap::Args)]
 struct ReplayArgs {
@@ -177,6 +200,10 @@ pub fn main(cli: Cli) -> Exit {
             faults: args.faults.clone(),
             report_dir: args.report_dir.clone(),
         }),
+        Command::Drill(args) => args
+            .target
+            .options(args.report_dir.clone())
+            .and_then(|target| crate::drill::command(&args.name, &target, &args.report_dir)),
         Command::Simulate(command) => return crate::simulate::run(command),
         Command::Profile(command) => return crate::profile::check::run(command),
         Command::Serve(command) => return crate::serve::run(command),

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod contracts;
+pub mod drill;
 pub mod drive;
 pub mod error;
 pub mod exit;

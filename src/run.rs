@@ -59,7 +59,7 @@ fn validate(options: &RunOptions, catalog: &Rules) -> Result<(), Error> {
 }
 
 /// The writers of a run: everything the report directory holds, plus the console.
-fn writers(report_dir: &Path, today: Date) -> Result<Vec<Box<dyn Writer>>, Error> {
+pub(crate) fn writers(report_dir: &Path, today: Date) -> Result<Vec<Box<dyn Writer>>, Error> {
     Ok(vec![
         Box::new(crate::report::console::Console::stdout()),
         Box::new(JsonLines::create(report_dir)?),
@@ -88,11 +88,10 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         return Ok(Exit::NothingRan);
     }
     let mut stream = EventStream::new(writers(&options.report_dir, today)?);
-    let suites: Vec<String> =
-        if options.target.is_some() { vec!["model", "properties", "matrix"] } else { vec!["model"] }
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+    let suites: Vec<String> = if options.target.is_some() { crate::suites::SUITES.to_vec() } else { vec!["model"] }
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     stream.emit(Event::RunStarted(RunStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         seed: options.model.seed,
@@ -117,14 +116,28 @@ pub fn run(options: &RunOptions) -> Result<Exit, Error> {
         let generated = GeneratedOptions { cases: options.target_cases, ..options.model };
         crate::suites::run_target_suites(&mut session, generated, &hint, &options.report_dir, &mut reporter)?;
     }
-    let rules = rule_lines(&catalog, stream.checks());
-    let threat_lines = threat_lines(&threats, &rules);
+    finish(&mut stream, &catalog, &threats, &waivers, today, started)
+}
+
+/// Ends a run: the verdicts per rule and threat, the launch decision, and the exit status, from the checks the stream
+/// has seen.
+pub(crate) fn finish(
+    stream: &mut EventStream,
+    catalog: &Rules,
+    threats: &Threats,
+    waivers: &Waivers,
+    today: Date,
+    started: Instant,
+) -> Result<Exit, Error> {
+    let criteria = LaunchCriteria::embedded()?;
+    let rules = rule_lines(catalog, stream.checks());
+    let threat_lines = threat_lines(threats, &rules);
     let failed = stream.checks().iter().any(|c| matches!(c.outcome, CheckOutcome::Failed(_)));
     let exit = if failed { Exit::Findings } else { Exit::Passed };
     stream.emit(Event::RunFinished(RunFinished {
         rules,
         threats: threat_lines,
-        gate: Some(decide(&criteria, &waivers, stream.checks(), stream.suites(), today)),
+        gate: Some(decide(&criteria, waivers, stream.checks(), stream.suites(), today)),
         exit_code: exit.code(),
         exit_meaning: exit.meaning().to_owned(),
         duration_ms: started.elapsed().as_millis() as u64,

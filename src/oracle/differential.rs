@@ -94,36 +94,96 @@ fn state_after(request: &Request, predicted: &Outcome, model: &World) -> Option<
 /// Runs `steps` on a fresh model and on `target` side by side; steps beyond the target's `abilities` are skipped
 /// on both sides.
 pub async fn run_differential<T: Target>(target: &mut T, steps: &[Step], abilities: &Abilities) -> DifferentialRun {
-    let mut world = World::new(Config::default(), EPOCH);
-    let mut script = Script::with_abilities(abilities.clone());
-    target.begin_scenario();
-    let mut checker = Checker::new();
-    let mut run = DifferentialRun::default();
-    for request in script.setup() {
-        if let Err(finding) = exchange(target, &mut world, &mut script, &mut checker, &mut run, None, request).await {
-            run.finding = Some(finding);
-            return run;
+    let mut differential = Differential::begin(target, abilities).await;
+    for step in steps {
+        if !differential.step(target, step).await {
+            break;
         }
     }
-    for step in steps {
+    differential.finish()
+}
+
+/// A differential run taken one step at a time, for suites that act between steps (a drill injects a fault,
+/// reads the target, or times a phase) while every request still goes through the model and the comparison.
+#[derive(Debug)]
+pub struct Differential {
+    world: World,
+    script: Script,
+    checker: Checker,
+    run: DifferentialRun,
+}
+
+impl Differential {
+    /// Starts a scenario on a fresh model and on `target`: the cast's setup requests.
+    pub async fn begin<T: Target>(target: &mut T, abilities: &Abilities) -> Differential {
+        let mut differential = Differential {
+            world: World::new(Config::default(), EPOCH),
+            script: Script::with_abilities(abilities.clone()),
+            checker: Checker::new(),
+            run: DifferentialRun::default(),
+        };
+        target.begin_scenario();
+        for request in differential.script.setup() {
+            if differential.exchange(target, None, request).await.is_none() {
+                break;
+            }
+        }
+        differential
+    }
+
+    /// Runs one step on both sides; `false` once a finding has ended the run (later steps would build on a
+    /// state that already differs, so they are not sent).
+    pub async fn step<T: Target>(&mut self, target: &mut T, step: &Step) -> bool {
+        if self.stopped() {
+            return false;
+        }
         // At most a sign-in, a step-up and the call itself, as on the model alone.
         for _ in 0..3 {
-            let Some(planned) = script.plan(step) else { break };
+            let Some(planned) = self.script.plan(step) else { break };
             let (request, again) = match planned {
                 Planned::Prepare(request) => (request, true),
                 Planned::Call(request) => (request, false),
             };
-            match exchange(target, &mut world, &mut script, &mut checker, &mut run, Some(step), request).await {
-                Err(finding) => {
-                    run.finding = Some(finding);
-                    return run;
-                }
-                Ok(accepted) if again && accepted => {}
-                Ok(_) => break,
+            match self.exchange(target, Some(step), request).await {
+                None => return false,
+                Some(accepted) if again && accepted => {}
+                Some(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Whether a finding has ended the run.
+    pub fn stopped(&self) -> bool {
+        self.run.finding.is_some()
+    }
+
+    /// The model as it stands: what it predicts for the scenario so far.
+    pub fn model(&self) -> &World {
+        &self.world
+    }
+
+    /// The run so far.
+    pub fn run(&self) -> &DifferentialRun {
+        &self.run
+    }
+
+    /// The run.
+    pub fn finish(self) -> DifferentialRun {
+        self.run
+    }
+
+    /// One request on both sides: whether the model accepted it, or `None` when a finding ends the run.
+    async fn exchange<T: Target>(&mut self, target: &mut T, step: Option<&Step>, request: Request) -> Option<bool> {
+        let Differential { world, script, checker, run } = self;
+        match exchange(target, world, script, checker, run, step, request).await {
+            Ok(accepted) => Some(accepted),
+            Err(finding) => {
+                run.finding = Some(finding);
+                None
             }
         }
     }
-    run
 }
 
 /// One request on both sides. Returns whether the model accepted it, or the finding that ends the run.

@@ -119,6 +119,12 @@ impl HttpTarget {
         &self.profile
     }
 
+    /// The dead letters the target has listed since the current scenario began (read after every refused or
+    /// dead-lettered delivery, where the profile declares the dead-letter list).
+    pub fn dead_letters_seen(&self) -> usize {
+        self.ids.dead_letters.len()
+    }
+
     /// An id of the model's (an event, an unknown reference) made unique to this scenario: the target remembers
     /// earlier scenarios' events, the model does not.
     fn scoped(&self, id: &str) -> String {
@@ -445,6 +451,23 @@ impl HttpTarget {
             }
         }
         Observed::Listed { status, escrows, foreign }
+    }
+
+    /// The stuck-payout list in the model's ids (DRL-3). Staff see every stuck payout, earlier scenarios' too:
+    /// only this scenario's escrows are compared, so escrows the run does not know are not counted.
+    fn stuck_listed(&self, status: u16, binding: &OperationBinding, response: &Response) -> Observed {
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let items = binding.pointers.items.as_deref().and_then(|p| body.pointer(p)).unwrap_or(&body);
+        // The canonical API names the escrow of a stuck payout `escrow_id`.
+        let id_pointer = binding.pointers.id.clone().unwrap_or_else(|| "/escrow_id".to_owned());
+        let escrows = items
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.pointer(&id_pointer).and_then(Value::as_str))
+            .filter_map(|id| self.ids.escrows.iter().find(|(_, t)| t.as_str() == id).map(|(m, _)| *m))
+            .collect();
+        Observed::Listed { status, escrows, foreign: 0 }
     }
 
     /// Learns the payout the target asked the provider for, for each escrow the model has one for.
@@ -784,6 +807,9 @@ impl Target for HttpTarget {
                         }
                         if let (Op::ListEscrows, Observed::Accepted { status, .. }) = (op, &observed) {
                             observed = self.listed(*status, &binding, &response, request, model);
+                        }
+                        if let (Op::ListStuckPayouts, Observed::Accepted { status, .. }) = (op, &observed) {
+                            observed = self.stuck_listed(*status, &binding, &response);
                         }
                         if matches!(observed, Observed::Accepted { .. } | Observed::Listed { .. }) {
                             if matches!(op, Op::Refresh { .. }) {

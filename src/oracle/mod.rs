@@ -229,6 +229,13 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
             seen.sort();
             if expected == seen && *foreign == 0 { Verdict::Agree } else { differ(&["AZ-4", "AZ-2"]) }
         }
+        (Ok(Accepted::StuckPayouts(expected)), Observed::Listed { escrows, .. }) => {
+            let mut expected = expected.clone();
+            let mut seen = escrows.clone();
+            expected.sort();
+            seen.sort();
+            if expected == seen { Verdict::Agree } else { differ(&["ESC-18", "DRL-3"]) }
+        }
         (Ok(_), Observed::Listed { .. }) => Verdict::Agree,
         (Err(refusal), Observed::Listed { .. }) => differ(rules_of_refusal(*refusal)),
         (Ok(_), Observed::Refused { .. }) => differ(rules_of_operation(op)),

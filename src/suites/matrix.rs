@@ -40,8 +40,8 @@ fn act(who: Who, act: EscrowAct) -> Step {
     Step::Act { escrow: 0, who, act }
 }
 
-/// Steps that bring the latest escrow to `state` by its rightful callers.
-fn reach(state: &str) -> Option<Vec<Step>> {
+/// Steps that bring the latest escrow to `state` by its rightful callers (drills start from these too).
+pub(crate) fn reach(state: &str) -> Option<Vec<Step>> {
     let create = |provider| Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider, extra: None };
     let funded = vec![
         create(Provider::Shkeeper),

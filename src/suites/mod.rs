@@ -1,6 +1,7 @@
 //! The suites: each runs its checks (on the model alone, or side by side with a target through a [`Session`]) and
 //! reports every check to the event stream as it ends, tagged with its rules, their threats and its areas.
 
+pub mod features;
 pub mod matrix;
 pub mod model;
 pub mod properties;
@@ -14,12 +15,12 @@ pub use session::{Session, TargetOptions};
 
 use crate::contracts::Rules;
 use crate::error::Error;
-use crate::report::event::{Failure, ReproStep, SuiteFinished, SuiteStarted};
+use crate::report::event::{DrillEvidence, Failure, ReproStep, SuiteFinished, SuiteStarted};
 use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 4] = ["model", "properties", "matrix", "races"];
+pub const SUITES: [&str; 5] = ["model", "properties", "matrix", "features", "drills"];
 
 /// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
 /// to reach the same target (e.g. ` --profile FILE`).
@@ -35,7 +36,14 @@ pub fn run_target_suites(
         return Ok(());
     }
     matrix::run(session, reporter)?;
-    Ok(())
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    features::run(session, reporter)?;
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)
 }
 
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.
@@ -153,6 +161,8 @@ pub struct CheckResult {
     pub requests: u64,
     /// Wall time.
     pub duration_ms: u64,
+    /// A drill's evidence (timeline, times to detect and contain, funds lost).
+    pub evidence: Option<DrillEvidence>,
 }
 
 impl CheckResult {
@@ -170,6 +180,7 @@ impl CheckResult {
             observations: 1,
             requests: 0,
             duration_ms: 0,
+            evidence: None,
         }
     }
 }
@@ -198,7 +209,7 @@ impl SuiteRun<'_, '_> {
             observations: result.observations,
             requests: result.requests,
             duration_ms: result.duration_ms,
-            evidence: None,
+            evidence: result.evidence,
         };
         self.reporter.stream.emit(Event::CheckFinished(record))
     }
@@ -235,17 +246,22 @@ pub fn differential_failure(
         expected: d.expected.clone(),
         observed: d.observed.clone(),
         seed,
-        reproduction: trace
-            .iter()
-            .map(|e| ReproStep {
-                request: describe_request(&e.request),
-                expected: e.predicted.clone(),
-                observed: format!("{:?}", e.observed),
-            })
-            .collect(),
+        reproduction: reproduction(trace),
         file,
         replay,
     }
+}
+
+/// The exchanges of a differential run as a report's reproduction: each request, expected against observed.
+pub fn reproduction(trace: &[crate::oracle::differential::Exchange]) -> Vec<ReproStep> {
+    trace
+        .iter()
+        .map(|e| ReproStep {
+            request: describe_request(&e.request),
+            expected: e.predicted.clone(),
+            observed: format!("{:?}", e.observed),
+        })
+        .collect()
 }
 
 /// A request in words: the operation, and who made it (by the model's token number).

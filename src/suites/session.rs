@@ -11,7 +11,7 @@ use conform_reference::ops::OperationKind;
 use crate::drive::http::{HttpConfig, HttpDriver};
 use crate::error::Error;
 use crate::launch::{LaunchRequest, Launched, Simulators, launch};
-use crate::oracle::differential::{DifferentialRun, run_differential};
+use crate::oracle::differential::{Differential, DifferentialRun, LedgerView, Target, run_differential};
 use crate::oracle::http_target::HttpTarget;
 use crate::profile::Profile;
 
@@ -94,6 +94,22 @@ impl Session {
     /// Runs one scenario side by side on the model and the target.
     pub fn run_steps(&mut self, steps: &[Step]) -> DifferentialRun {
         self.runtime.block_on(run_differential(&mut self.adapter, steps, &self.abilities))
+    }
+
+    /// Starts a scenario to be taken one step at a time ([`Session::step`]), for suites that act between steps.
+    pub fn begin(&mut self) -> Differential {
+        self.runtime.block_on(Differential::begin(&mut self.adapter, &self.abilities))
+    }
+
+    /// Runs one step of a scenario begun with [`Session::begin`]; `false` once a finding has ended it.
+    pub fn step(&mut self, differential: &mut Differential, step: &Step) -> bool {
+        self.runtime.block_on(differential.step(&mut self.adapter, step))
+    }
+
+    /// The target's ledger for the current scenario, in the model's ids; `None` when the profile declares no
+    /// ledger read.
+    pub fn target_ledger(&mut self, model: &conform_reference::world::World) -> Option<Result<LedgerView, String>> {
+        self.runtime.block_on(self.adapter.ledger(model))
     }
 
     /// Runs a future on the session's runtime.

@@ -3,8 +3,10 @@
 mod cli;
 mod contracts;
 mod differential;
+mod drills;
 mod embedded_realtime;
 mod express;
+mod features;
 mod gate;
 mod http;
 mod passkey;
