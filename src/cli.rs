@@ -68,6 +68,13 @@ enum Command {
                             conform drill my-drill.toml --profile contracts/profiles/express.toml"
     )]
     Drill(DrillArgs),
+    /// Print a shell completion script: `conform completions bash > /etc/bash_completion.d/conform`.
+    #[command(after_help = "Examples:\n  conform completions bash > ~/.local/share/bash-completion/completions/conform\n  \
+                            conform completions zsh > ~/.zfunc/_conform\n  conform completions fish > ~/.config/fish/completions/conform.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run a payment provider simulator (SHKeeper or Request Network) for a backend to talk to, until Ctrl-C.
     ///
     /// It answers the provider's API and sends its signed callbacks; `--help` of each provider tells how to point
@@ -204,6 +211,11 @@ pub fn main(cli: Cli) -> Exit {
             .target
             .options(args.report_dir.clone())
             .and_then(|target| crate::drill::command(&args.name, &target, &args.report_dir)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "conform", &mut std::io::stdout());
+            Ok(Exit::Passed)
+        }
         Command::Simulate(command) => return crate::simulate::run(command),
         Command::Profile(command) => return crate::profile::check::run(command),
         Command::Serve(command) => return crate::serve::run(command),

@@ -144,3 +144,39 @@ fn a_target_that_is_down_fails_in_seconds() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
+
+#[test]
+fn shell_completions_name_every_command() {
+    let dir = scratch("completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = conform(&["completions", shell], &dir);
+        assert_eq!(out.status.code(), Some(0));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["run", "replay", "selftest", "gate", "drill", "serve", "simulate", "profile"] {
+            assert!(script.contains(command), "{shell}: {command} missing");
+        }
+    }
+    assert_eq!(conform(&["completions", "tcsh"], &dir).status.code(), Some(2));
+}
+
+/// Unknown tags are refused before anything runs, with the list of known ones.
+#[test]
+fn unknown_tags_are_a_usage_error() {
+    let dir = scratch("tags");
+    let out = conform(&["run", "--model-only", "--cases", "1", "--tags", "authz,nonsense", "--report-dir", "out"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown tag `nonsense`") && stderr.contains("authz"), "{stderr}");
+    assert!(!dir.join("out/events.jsonl").exists(), "nothing may run");
+}
+
+/// A malformed counterexample file is refused with the file and where it breaks.
+#[test]
+fn a_malformed_replay_file_is_a_usage_error_naming_it() {
+    let dir = scratch("replay");
+    std::fs::write(dir.join("bad.json"), "{\"kind\": \"target\", \"seed\": 1, \"steps\": [{\"fly\": {}}]}").expect("file");
+    let out = conform(&["replay", "bad.json"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.json:1:") && stderr.contains("not a conform counterexample"), "{stderr}");
+}

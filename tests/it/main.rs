@@ -13,6 +13,7 @@ mod passkey;
 mod peers;
 mod profile;
 mod report;
+mod secrets;
 mod selftest;
 mod simulate;
 mod socketio;
