@@ -644,7 +644,8 @@ impl HttpTarget {
         let mut cursor = pages.pop().and_then(|(cursor, _)| cursor);
         // A bound on pages, so a target whose cursor never ends cannot hang the run.
         for _ in 0..1000 {
-            let mut vars = Vars::new().with("limit", 500);
+            // Small pages: the last page is read again after every request, so its size is the cost of each read.
+            let mut vars = Vars::new().with("limit", 100);
             if let Some(cursor) = &cursor {
                 vars.set("cursor", cursor.clone());
             }
