@@ -69,8 +69,10 @@ enum Command {
     )]
     Drill(DrillArgs),
     /// Print a shell completion script: `conform completions bash > /etc/bash_completion.d/conform`.
-    #[command(after_help = "Examples:\n  conform completions bash > ~/.local/share/bash-completion/completions/conform\n  \
-                            conform completions zsh > ~/.zfunc/_conform\n  conform completions fish > ~/.config/fish/completions/conform.fish")]
+    #[command(
+        after_help = "Examples:\n  conform completions bash > ~/.local/share/bash-completion/completions/conform\n  \
+                            conform completions zsh > ~/.zfunc/_conform\n  conform completions fish > ~/.config/fish/completions/conform.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::authz::Role;
 use crate::escrow::Proof;
+use crate::ids::SessionId;
 use crate::ids::{ApprovalId, DeadLetterId, EscrowId, UserId};
 use crate::ledger::Provider;
 use crate::money::{Currency, Money};
@@ -249,6 +250,8 @@ pub enum Call {
     Logout,
     /// SES-5.
     ListSessions,
+    /// SES-5: the caller's own session (an anonymous caller names the first user's).
+    RevokeOwnSession,
     /// SES-7.
     ChangePassword,
     /// SES-9.
@@ -275,6 +278,8 @@ pub enum Call {
     ListDeadLetters,
     /// AZ-9.
     ReadAuditLog,
+    /// LED: the ledger, read by staff.
+    ReadLedger,
 }
 
 fn cast() -> impl Strategy<Value = u8> {
@@ -375,6 +380,8 @@ pub fn scenario(len: impl Into<SizeRange>) -> impl Strategy<Value = Vec<Step>> {
 /// What the script knows of one cast member's session.
 #[derive(Debug, Clone, Copy, Default)]
 struct Credentials {
+    /// The live session, once signed in.
+    session: Option<SessionId>,
     /// When, on the script's clock, this session last stepped up.
     step_up_at: Option<i64>,
     access: Option<AccessToken>,
@@ -504,6 +511,7 @@ impl Script {
             }
             slot.access = Some(tokens.access);
             slot.refresh = Some(tokens.refresh);
+            slot.session = Some(tokens.session);
         }
     }
 
@@ -695,6 +703,11 @@ impl Script {
                 let op = match what {
                     Call::Logout => Op::Logout,
                     Call::ListSessions => Op::ListSessions,
+                    Call::RevokeOwnSession => {
+                        let own = actor.and_then(|a| self.credentials.get(a as usize)).and_then(|c| c.session);
+                        let first = self.credentials.first().and_then(|c| c.session);
+                        Op::RevokeOwnSession { session: own.or(first).unwrap_or(SessionId(0)) }
+                    }
                     Call::ChangePassword => Op::ChangePassword,
                     Call::StepUp => Op::StepUp { password_ok: true, totp_ok: true },
                     Call::CreateEscrow => {
@@ -714,6 +727,7 @@ impl Script {
                     Call::ListStuckPayouts => Op::ListStuckPayouts,
                     Call::ListDeadLetters => Op::ListDeadLetters,
                     Call::ReadAuditLog => Op::ReadAuditLog,
+                    Call::ReadLedger => Op::ReadLedger,
                 };
                 if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }
             }

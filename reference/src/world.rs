@@ -321,6 +321,8 @@ pub enum Op {
     ListDeadLetters,
     /// AZ-9.
     ReadAuditLog,
+    /// LED: a staff read of the ledger (SPEC §11's ledger-read capability).
+    ReadLedger,
     /// A provider's webhook delivery (WH, ESC-3/4/16/17/18).
     DeliverWebhook {
         /// The provider.
@@ -381,6 +383,7 @@ impl Op {
             Op::ListStuckPayouts => K::ListStuckPayouts,
             Op::ListDeadLetters => K::ListDeadLetters,
             Op::ReadAuditLog => K::ReadAuditLog,
+            Op::ReadLedger => K::ReadLedger,
             Op::DeliverWebhook { .. } => K::DeliverWebhook,
         })
     }
@@ -845,6 +848,7 @@ impl World {
             Op::ListStuckPayouts => Ok(Accepted::StuckPayouts(self.stuck_payouts())),
             Op::ListDeadLetters => Ok(Accepted::DeadLetters(self.dead_letters.iter().map(|d| d.id).collect())),
             Op::ReadAuditLog => Ok(Accepted::AuditLog(self.audit.len())),
+            Op::ReadLedger => Ok(Accepted::Done),
             Op::DeliverWebhook { provider, notice, authentic } => self.deliver(*provider, notice, *authentic, None),
             Op::SetProviderStatus { provider, status } => {
                 self.providers[provider_index(*provider)] = *status;

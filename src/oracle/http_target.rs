@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use conform_reference::authz::Role;
+use conform_reference::ids::SessionId;
 use conform_reference::ids::{ApprovalId, EntryId, EscrowId, Timestamp, UserId};
 use conform_reference::invariants::EscrowFacts;
 use conform_reference::ledger::{Account, Cause, Entry, EntryKind, Posting, Provider};
@@ -41,6 +42,7 @@ struct Ids {
     users: HashMap<UserId, Member>,
     access: HashMap<AccessToken, String>,
     refresh: HashMap<RefreshToken, String>,
+    sessions: HashMap<SessionId, String>,
     escrows: HashMap<EscrowId, String>,
     proofs: HashMap<EscrowId, String>,
     approvals: HashMap<ApprovalId, String>,
@@ -261,8 +263,12 @@ impl HttpTarget {
         let auth = self.profile.auth();
         let access = Self::pointer(response, auth.token_pointer.as_ref().map(|p| p.get_ref().as_str()));
         let refresh = Self::pointer(response, auth.refresh_token_pointer.as_ref().map(|p| p.get_ref().as_str()));
+        let session = Self::pointer(response, auth.session_id_pointer.as_ref().map(|p| p.get_ref().as_str()));
         if let (Ok(Accepted::Tokens(tokens)), Some(access)) = (predicted, access) {
             self.ids.access.insert(tokens.access, access);
+            if let Some(session) = session {
+                self.ids.sessions.insert(tokens.session, session);
+            }
             if let Some(refresh) = refresh {
                 self.ids.refresh.insert(tokens.refresh, refresh);
             }
@@ -352,6 +358,11 @@ impl HttpTarget {
                 // A new secret of this scenario's own; the generated scenarios never deliver this provider's webhooks.
                 vars.set("provider_name", provider.name())
                     .set("secret", format!("conform-rotated-{}-s{}", self.run_tag, self.scenarios));
+            }
+            Op::RevokeOwnSession { session } => {
+                // A session the target never reported (no session id in its answers) gets an id no target has given.
+                let id = self.ids.sessions.get(session).map_or("00000000-0000-4000-8000-000000000000", String::as_str);
+                vars.set("session_id", id.to_owned());
             }
             Op::ChangePassword => {
                 let password = member.map_or("unknown", |m| m.password.as_str());

@@ -163,7 +163,8 @@ fn shell_completions_name_every_command() {
 #[test]
 fn unknown_tags_are_a_usage_error() {
     let dir = scratch("tags");
-    let out = conform(&["run", "--model-only", "--cases", "1", "--tags", "authz,nonsense", "--report-dir", "out"], &dir);
+    let out =
+        conform(&["run", "--model-only", "--cases", "1", "--tags", "authz,nonsense", "--report-dir", "out"], &dir);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown tag `nonsense`") && stderr.contains("authz"), "{stderr}");
@@ -174,7 +175,8 @@ fn unknown_tags_are_a_usage_error() {
 #[test]
 fn a_malformed_replay_file_is_a_usage_error_naming_it() {
     let dir = scratch("replay");
-    std::fs::write(dir.join("bad.json"), "{\"kind\": \"target\", \"seed\": 1, \"steps\": [{\"fly\": {}}]}").expect("file");
+    std::fs::write(dir.join("bad.json"), "{\"kind\": \"target\", \"seed\": 1, \"steps\": [{\"fly\": {}}]}")
+        .expect("file");
     let out = conform(&["replay", "bad.json"], &dir);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
