@@ -402,6 +402,9 @@ pub struct Abilities {
     /// Providers whose payouts the harness can confirm or fail through a callback; a manual-wallet payout, for
     /// one, has no provider to call back on a target that pays it out by hand.
     pub payout_callbacks: Vec<Provider>,
+    /// Providers that tell a target a payment is pending (SHKeeper has no such callback: its invoices only report
+    /// payments).
+    pub pending_callbacks: Vec<Provider>,
 }
 
 impl Default for Abilities {
@@ -411,6 +414,7 @@ impl Default for Abilities {
             switch_providers: true,
             providers: Provider::ALL.to_vec(),
             payout_callbacks: Provider::ALL.to_vec(),
+            pending_callbacks: Provider::ALL.to_vec(),
         }
     }
 }
@@ -666,7 +670,10 @@ impl Script {
                 deliver(notice, *authentic)
             }
             Step::PaymentPending { escrow, event } => {
-                let (id, ..) = self.escrow(*escrow)?;
+                let (id, .., provider) = self.escrow(*escrow)?;
+                if !self.abilities.pending_callbacks.contains(&provider) {
+                    return None;
+                }
                 let reference = invoice_external_id(id);
                 deliver(
                     Notice { event: format!("pending-{}-{event}", id.0), reference, kind: NoticeKind::Pending },

@@ -87,6 +87,16 @@ pub enum EscrowField {
     AmountReceived,
     /// Protected.
     Id,
+    /// Protected: another name a client might try for the state.
+    Status,
+    /// Protected after creation.
+    Currency,
+    /// Protected: only the server bumps it (ESC-21).
+    Version,
+    /// Protected: not an escrow field at all, a privilege a client might try to smuggle (AZ-8).
+    Role,
+    /// Protected: a proof's flag is the server's verdict (PRV-6).
+    Flagged,
 }
 
 impl EscrowField {

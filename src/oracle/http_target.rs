@@ -744,6 +744,11 @@ fn field_name(field: conform_reference::world::EscrowField) -> &'static str {
         F::Amount => "amount",
         F::AmountReceived => "amount_received",
         F::Id => "id",
+        F::Status => "status",
+        F::Currency => "currency",
+        F::Version => "version",
+        F::Role => "role",
+        F::Flagged => "flagged",
     }
 }
 

@@ -273,6 +273,11 @@ fn mass_assignment_scenario(operation: &str, principal: &str, field: &str) -> Re
         "amount" => F::Amount,
         "amount_received" => F::AmountReceived,
         "id" => F::Id,
+        "status" => F::Status,
+        "currency" => F::Currency,
+        "version" => F::Version,
+        "role" => F::Role,
+        "flagged" => F::Flagged,
         other => return Err(format!("the model has no escrow field `{other}` to smuggle")),
     };
     let who = match principal {

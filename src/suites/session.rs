@@ -131,5 +131,6 @@ pub fn abilities_of(profile: &Profile) -> Abilities {
         switch_providers: false,
         providers,
         payout_callbacks: vec![Provider::Shkeeper],
+        pending_callbacks: Vec::new(),
     }
 }

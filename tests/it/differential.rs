@@ -21,6 +21,7 @@ fn abilities() -> Abilities {
         switch_providers: false,
         providers: vec![Provider::Shkeeper, Provider::ManualWallet],
         payout_callbacks: vec![Provider::Shkeeper],
+        pending_callbacks: Vec::new(),
     }
 }
 
