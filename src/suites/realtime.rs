@@ -16,6 +16,7 @@
 //!    target disconnects that socket (sustained abuse, RT-5);
 //! 4. subscriptions: the buyer and support (allowed), a stranger (refused `not_found`), an escrow that does not exist
 //!    (refused `not_found`) and a payload that names its own room (refused, and nothing may arrive on it) (RT-3);
+//!    malformed events must get `validation_failed` or be dropped, and another socket must still be answered (RT-8);
 //! 5. the escrow is paid and delivered: every participant socket and subscribed support must receive each change
 //!    once with the model's id, state and version; the others nothing (RT-4);
 //! 6. support is demoted to user; after the 2 s the contract allows, a dispute is opened: the demoted socket must
@@ -74,6 +75,9 @@ pub const QUIET: Duration = Duration::from_millis(400);
 pub const SLACK: Duration = Duration::from_millis(500);
 /// Added to the contract's 5 s of sustained abuse (RT-5): the server's windows need not align with ours.
 pub const SUSTAIN_SLACK: Duration = Duration::from_secs(3);
+/// How long an ack to a malformed event is awaited: the contract lets the server drop such events, so silence for
+/// this long counts as dropped.
+pub const DROP_WAIT: Duration = Duration::from_secs(1);
 /// Events of the burst: sent within milliseconds, so even a burst that straddles two one-second windows has at
 /// least `BURST - 2 × 20` events over the limit.
 pub const BURST: usize = 60;
@@ -120,6 +124,7 @@ const RECONNECT: &str = "RT-6 a revoked session's token cannot connect again";
 const BURST_LIMITED: &str = "RT-5 a burst over 20 events a second gets rate_limited acks";
 const OTHER_SOCKET: &str = "RT-5 another socket of the same user is not limited by a burst";
 const SUSTAINED: &str = "RT-5 a flood sustained for 5 s disconnects that socket only";
+const MALFORMED_EVENTS: &str = "RT-8 malformed events get validation_failed or are dropped, and other sockets carry on";
 const NO_SECRETS: &str = "RT-9 events carry no tokens, secrets or contact fields";
 
 /// Every check of the suite, with its rules, in report order.
@@ -134,6 +139,7 @@ const CHECKS: &[(&str, &[&str])] = &[
     (STRANGER_SUBSCRIBE, &["RT-3", "AZ-2", "ESC-20"]),
     (MISSING_SUBSCRIBE, &["RT-3"]),
     (NAMED_ROOM, &["RT-3"]),
+    (MALFORMED_EVENTS, &["RT-8"]),
     (DELIVERED, &["RT-4", "ESC-21"]),
     (NOT_DELIVERED, &["RT-4"]),
     (DEMOTED, &["RT-7", "SES-7"]),
@@ -847,6 +853,48 @@ fn scenario(session: &mut Session, dialect: &Dialect, rec: &mut Recorder) -> Res
     rec.record(MISSING_SUBSCRIBE, judge(&answers[3..4], &[]));
     // A payload with a field the dialect does not have may also be refused as invalid.
     let named_ack = judge(&answers[4..5], &[Cell::Refuse(Refusal::ValidationFailed)]);
+
+    // RT-8: malformed events from the stranger's socket, then another socket must still be answered.
+    let mut malformed = Verdict::Pass;
+    for (event, payload, what) in [
+        (sub_event.as_str(), Value::from(42), "a subscription whose payload is a number"),
+        ("conform:no-such-event", Value::Null, "an event the protocol does not have"),
+    ] {
+        let client = &observers[o_stranger].client;
+        let answer = session.block_on(client.emit_with_ack_timeout(event, payload, DROP_WAIT));
+        let observed = match &answer {
+            Ok(ack) => ack_cell(session, &dialect.ack(ack)).map_or_else(|why| why, |cell| cell.to_string()),
+            Err(e) => e.to_string(),
+        };
+        rec.note(format!("the stranger emits {what}, with an ack id"), "validation_failed, or dropped", &observed);
+        let verdict = match answer {
+            // Dropped (or the socket closed: the server may close the offender only).
+            Err(SocketIoError::Timeout { .. } | SocketIoError::Disconnected { .. } | SocketIoError::Closed { .. }) => {
+                Verdict::Pass
+            }
+            Err(e) => Verdict::Unverified(format!("{what}: {e}")),
+            Ok(ack) => match ack_cell(session, &dialect.ack(&ack)) {
+                Ok(Cell::Refuse(Refusal::ValidationFailed)) => Verdict::Pass,
+                Ok(cell) => {
+                    fail(format!("{what} was answered {cell}"), "validation_failed, or dropped", cell.to_string())
+                }
+                Err(why) => Verdict::Unverified(why),
+            },
+        };
+        if matches!(malformed, Verdict::Pass) {
+            malformed = verdict;
+        }
+    }
+    let carries_on = session.block_on(calm.subscribe(dialect, MISSING_ESCROW, &[])).and_then(|a| ack_cell(session, &a));
+    rec.note(
+        "another socket subscribes to an escrow that does not exist",
+        "not_found",
+        carries_on.as_ref().map_or_else(Clone::clone, ToString::to_string),
+    );
+    if let (Verdict::Pass, Err(why)) = (&malformed, &carries_on) {
+        malformed = fail("after malformed events from one socket, another socket got no answer", "not_found", why);
+    }
+    rec.record(MALFORMED_EVENTS, malformed);
 
     // RT-4: the escrow is paid and delivered.
     let mut expected_phase1 = Vec::new();

@@ -39,7 +39,7 @@ fn failed_rules(checks: &[CheckRecord]) -> Vec<String> {
 #[test]
 fn every_check_passes_on_the_clean_target() {
     let checks = realtime(FaultSet::none(), "clean");
-    assert_eq!(checks.len(), 18, "{checks:#?}");
+    assert_eq!(checks.len(), 19, "{checks:#?}");
     for check in &checks {
         assert_eq!(check.suite, "realtime");
         assert_eq!(check.outcome, CheckOutcome::Passed, "{}", check.name);
