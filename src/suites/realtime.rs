@@ -351,7 +351,7 @@ fn ack_cell(session: &Session, ack: &Ack) -> Result<Cell, String> {
 
 /// The end of a CONNECT.
 enum Connect {
-    Accepted(SocketIoClient),
+    Accepted(Box<SocketIoClient>),
     /// CONNECT_ERROR, with its message.
     Refused(String),
     /// Refused otherwise (upgrade refused, closed), or no answer.
@@ -360,7 +360,7 @@ enum Connect {
 
 async fn connect(config: ClientConfig) -> Connect {
     match SocketIoClient::connect(config).await {
-        Ok(client) => Connect::Accepted(client),
+        Ok(client) => Connect::Accepted(Box::new(client)),
         Err(SocketIoError::ConnectRefused { message, .. }) => Connect::Refused(message),
         Err(e) => Connect::Failed(e),
     }
@@ -732,7 +732,7 @@ fn scenario(session: &mut Session, dialect: &Dialect, rec: &mut Recorder) -> Res
         ("other socket of the flooding admin", &flooder),
     ] {
         match session.block_on(connect(dialect.config(Some(&token.1)))) {
-            Connect::Accepted(client) => observers.push(Observer { label, client, events: Vec::new() }),
+            Connect::Accepted(client) => observers.push(Observer { label, client: *client, events: Vec::new() }),
             Connect::Refused(message) => {
                 rec.note(
                     format!("connect as the {label} with a live token"),
@@ -804,6 +804,8 @@ fn scenario(session: &mut Session, dialect: &Dialect, rec: &mut Recorder) -> Res
     rec.note("subscribe from another socket of the same user right after", "not rate_limited", "see the check");
     rec.record(OTHER_SOCKET, verdict);
     let sustained_bound = Duration::from_secs(u64::from(SUSTAINED_ABUSE_SECONDS)) + SUSTAIN_SLACK;
+    // Spawned on the session's runtime, so the flood goes on while the other checks run; joined at the end.
+    #[allow(clippy::async_yields_async)]
     let sustained = session.block_on(async {
         tokio::spawn(sustain_flood(flooding, sub_event.clone(), missing_payload.clone(), sustained_bound))
     });
@@ -1267,7 +1269,7 @@ fn probe_cell(
         Connect::Failed(e) if is_refusal(&e) => Cell::Refuse(Refusal::Unauthenticated),
         Connect::Failed(e) => return Err(format!("no answer to the CONNECT: {e}")),
         Connect::Accepted(client) => {
-            let observer = Observer { label: class.name(), client, events: Vec::new() };
+            let observer = Observer { label: class.name(), client: *client, events: Vec::new() };
             let ack = session.block_on(observer.subscribe(&dialect, &escrow_id, &[]))?;
             ack_cell(session, &ack)?
         }
