@@ -20,6 +20,9 @@ const CAUGHT: &[&str] = &[
     "logout-keeps-access-token",
     "expired-access-token-accepted",
     "no-webhook-dedup",
+    // The features suite and the drills (merged before the realtime suite; the list had not caught up).
+    "dead-letter-dropped",
+    "new-payout-key-on-retry",
     // The realtime suite.
     "token-in-query-string",
     "client-named-room",
