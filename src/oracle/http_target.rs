@@ -127,6 +127,22 @@ impl HttpTarget {
         self.ids.dead_letters.len()
     }
 
+    /// The newest access token of `user` that the model still accepts, with its target-side counterpart: how a
+    /// caller outside HTTP (a Socket.IO handshake) authenticates as a cast member of the current scenario.
+    pub fn live_access_token(&self, model: &World, user: UserId) -> Option<(AccessToken, String)> {
+        self.ids
+            .access
+            .iter()
+            .filter(|(token, _)| model.sessions().authenticate(**token, model.now()).is_ok_and(|a| a.user == user))
+            .max_by_key(|(token, _)| **token)
+            .map(|(token, target)| (*token, target.clone()))
+    }
+
+    /// The target's id of a model escrow of the current scenario.
+    pub fn target_escrow_id(&self, escrow: EscrowId) -> Option<&str> {
+        self.ids.escrows.get(&escrow).map(String::as_str)
+    }
+
     /// An id of the model's (an event, an unknown reference) made unique to this scenario: the target remembers
     /// earlier scenarios' events, the model does not.
     fn scoped(&self, id: &str) -> String {

@@ -394,6 +394,11 @@ impl Profile {
         self.raw.target.socketio.as_ref().unwrap_or(&self.raw.target.http).get_ref()
     }
 
+    /// `[socketio].auth` as a JSON template (variable `{access_token}`); `None` without one.
+    pub fn socketio_auth(&self) -> Option<Value> {
+        self.raw.socketio.as_ref()?.auth.as_ref().map(|auth| body_json(auth.get_ref()))
+    }
+
     /// The binding of `op`; `None` when the profile declares it unsupported (see [`Profile::unsupported_reason`]).
     pub fn operation(&self, op: OperationKind) -> Option<&OperationBinding> {
         self.operations.get(&op)

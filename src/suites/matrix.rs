@@ -133,10 +133,14 @@ fn platform_call(op: OperationKind) -> Option<(Call, Vec<Step>)> {
 
 /// The scenario of one cell: setup, the principal's preparation, the probe. `Err` says why the cell has none.
 fn cell_scenario(row: &MatrixRow, op: OperationKind, class: PrincipalClass) -> Result<Vec<Step>, String> {
-    if row.transport == Transport::Socketio {
-        return Err("a Socket.IO subscription: the realtime observer suite is not built yet".to_owned());
-    }
     let (who, prepare) = principal(class);
+    if row.transport == Transport::Socketio {
+        // The subscription itself is the realtime suite's probe: the setup and the preparation only.
+        let state = row.state.as_deref().ok_or("a Socket.IO row without a state")?;
+        let mut steps = reach(state).ok_or_else(|| format!("no setup reaches `{state}`"))?;
+        steps.extend(prepare);
+        return Ok(steps);
+    }
     let (mut steps, probe) = if let Some(act_) = escrow_act(op) {
         let state = row.state.as_deref().ok_or("an escrow row without a state")?;
         let mut setup = reach(state).ok_or_else(|| format!("no setup reaches `{state}`"))?;
@@ -236,6 +240,11 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
             let started = Instant::now();
             let outcome = match cell_scenario(row, op, class) {
                 Err(reason) => CheckOutcome::Unverified { reason },
+                Ok(steps) if row.transport == Transport::Socketio => {
+                    let (who, prepare) = principal(class);
+                    let setup = &steps[..steps.len() - prepare.len()];
+                    super::realtime::subscribe_cell(session, class, who, setup, &prepare, expected)
+                }
                 Ok(steps) => judge(session, &steps, op, expected),
             };
             let mut check = CheckResult::new(name, rules.iter().cloned(), outcome);

@@ -12,6 +12,7 @@ mod http;
 mod passkey;
 mod peers;
 mod profile;
+mod realtime;
 mod report;
 mod secrets;
 mod selftest;

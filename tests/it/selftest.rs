@@ -20,8 +20,15 @@ const CAUGHT: &[&str] = &[
     "logout-keeps-access-token",
     "expired-access-token-accepted",
     "no-webhook-dedup",
+    // The features suite and the drills.
     "dead-letter-dropped",
     "new-payout-key-on-retry",
+    // The realtime suite.
+    "token-in-query-string",
+    "client-named-room",
+    "global-broadcast",
+    "no-disconnect-on-revocation",
+    "no-socket-rate-limit",
 ];
 
 #[test]
