@@ -16,3 +16,4 @@ mod report;
 mod selftest;
 mod simulate;
 mod socketio;
+mod webhooks;
