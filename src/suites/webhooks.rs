@@ -43,21 +43,30 @@ const SHKEEPER: &str = "shkeeper";
 /// The genuine payment every probing scenario ends with: the same bytes as signed are accepted.
 const GENUINE_EVENT: u8 = 1;
 
-/// Why a probe stopped: the claim was broken, or could not be checked.
-type Stop = CheckOutcome;
+/// Why a probe stopped: the claim was broken, or could not be checked (boxed: a failure is large).
+type Stop = Box<CheckOutcome>;
 
-fn unverified(reason: impl Into<String>) -> Stop {
+fn unverified(reason: impl Into<String>) -> CheckOutcome {
     CheckOutcome::Unverified { reason: reason.into() }
+}
+
+/// A probe that could not be checked.
+fn not_checked(reason: impl Into<String>) -> Stop {
+    Box::new(unverified(reason))
+}
+
+fn failed(failure: Failure) -> Stop {
+    Box::new(CheckOutcome::Failed(failure))
 }
 
 /// What the checks of WH-5 and WH-7 judge, gathered from every refused delivery of the suite.
 #[derive(Debug, Default)]
 struct Refusals {
     /// Per refused delivery: its answer was 401 or 400 and named no secret (WH-7).
-    answers: Vec<Result<(), Failure>>,
+    answers: Vec<Result<(), Box<Failure>>>,
     /// Per refused delivery: it was kept as a dead letter with a reason and no secret (WH-5); `None` when the
     /// profile declares no dead-letter list.
-    dead_letters: Vec<Option<Result<(), Failure>>>,
+    dead_letters: Vec<Option<Result<(), Box<Failure>>>>,
 }
 
 /// One scenario of the suite: a buyer's escrow paid through SHKeeper, on the model and the target side by side.
@@ -94,11 +103,11 @@ impl<'s> Probing<'s> {
         self.session.step(&mut self.differential, step);
         let run = self.differential.run();
         if let Some(finding) = &run.finding {
-            return Err(CheckOutcome::Failed(differential_failure(finding, &run.trace, None, None, None)));
+            return Err(failed(differential_failure(finding, &run.trace, None, None, None)));
         }
         match run.unknown.get(unknown_before) {
             Some((index, reason)) => {
-                Err(unverified(format!("request {index} got no outcome from the target: {reason}")))
+                Err(not_checked(format!("request {index} got no outcome from the target: {reason}")))
             }
             None => Ok(()),
         }
@@ -109,7 +118,7 @@ impl<'s> Probing<'s> {
         match self.session.target_ledger(self.differential.model()) {
             None => Ok(None),
             Some(Ok(view)) => Ok(Some(view.entries.len())),
-            Some(Err(reason)) => Err(unverified(format!("the target's ledger could not be read: {reason}"))),
+            Some(Err(reason)) => Err(not_checked(format!("the target's ledger could not be read: {reason}"))),
         }
     }
 
@@ -131,7 +140,7 @@ impl<'s> Probing<'s> {
     fn unchanged(&mut self, what: &str, entries: Option<usize>) -> Result<(), Stop> {
         self.step(&Step::Act { escrow: 0, who: Who::Buyer, act: EscrowAct::Get })?;
         match (entries, self.ledger_len()?) {
-            (Some(before), Some(after)) if before != after => Err(CheckOutcome::Failed(self.failure(
+            (Some(before), Some(after)) if before != after => Err(failed(self.failure(
                 format!("{what} was refused, yet the target's ledger went from {before} to {after} entries"),
                 "no new ledger entry",
                 format!("{} new entries", after.saturating_sub(before)),
@@ -155,11 +164,11 @@ impl<'s> Probing<'s> {
         let stepped = self.step(&pay(event, false));
         self.session.adapter.forge_as(None);
         stepped?;
-        let sent = self.session.adapter.last_delivery().cloned().ok_or_else(|| unverified("no delivery was sent"))?;
+        let sent = self.session.adapter.last_delivery().cloned().ok_or_else(|| not_checked("no delivery was sent"))?;
         let answer = String::from_utf8_lossy(&sent.body).into_owned();
         let echoed = secrets.iter().any(|s| !s.is_empty() && answer.contains(s));
         let answer = if !matches!(sent.status, 400 | 401) || echoed {
-            Err(self.failure(
+            Err(Box::new(self.failure(
                 format!(
                     "the refusal of {what} answered {}{}",
                     sent.status,
@@ -167,7 +176,7 @@ impl<'s> Probing<'s> {
                 ),
                 "401 (or 400 when malformed), naming no secret",
                 format!("{} with a body of {} bytes", sent.status, sent.body.len()),
-            ))
+            )))
         } else {
             Ok(())
         };
@@ -178,33 +187,33 @@ impl<'s> Probing<'s> {
     }
 
     /// The refused delivery is the one new dead letter, with a reason and no secret (WH-5).
-    fn kept(&self, what: &str, before: usize, secrets: &[&str]) -> Result<(), Failure> {
+    fn kept(&self, what: &str, before: usize, secrets: &[&str]) -> Result<(), Box<Failure>> {
         let listed = self.session.adapter.dead_letters_seen();
         let predicted = self.differential.model().dead_letters().len();
         if listed != before + 1 || listed != predicted {
-            return Err(self.failure(
+            return Err(Box::new(self.failure(
                 format!("{what} was refused, and the target lists {} new dead letters for it", listed.abs_diff(before)),
                 "one new dead letter",
                 format!("{listed} dead letters in this scenario, the model keeps {predicted}"),
-            ));
+            )));
         }
         let items = self.session.adapter.dead_letter_items();
         let newest = items.last().cloned().unwrap_or(Value::Null);
         let reason = newest.get("reason").and_then(Value::as_str).unwrap_or_default();
         let text = newest.to_string();
         if reason.is_empty() {
-            return Err(self.failure(
+            return Err(Box::new(self.failure(
                 format!("the dead letter of {what} carries no reason"),
                 "a dead letter with its reason",
                 "no `reason` field, or an empty one".to_owned(),
-            ));
+            )));
         }
         if secrets.iter().any(|s| !s.is_empty() && text.contains(s)) {
-            return Err(self.failure(
+            return Err(Box::new(self.failure(
                 format!("the dead letter of {what} keeps a secret unredacted"),
                 "headers with secrets redacted",
                 format!("a dead letter with reason {reason:?} holding the secret"),
-            ));
+            )));
         }
         Ok(())
     }
@@ -292,12 +301,12 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
 }
 
 /// The verdict over what every refused delivery showed: its first failure, unverified when nothing was refused.
-fn gathered<'a>(seen: impl Iterator<Item = &'a Result<(), Failure>>) -> CheckOutcome {
+fn gathered<'a>(seen: impl Iterator<Item = &'a Result<(), Box<Failure>>>) -> CheckOutcome {
     let mut any = false;
     for verdict in seen {
         any = true;
         if let Err(failure) = verdict {
-            return CheckOutcome::Failed(failure.clone());
+            return CheckOutcome::Failed((**failure).clone());
         }
     }
     if any {
@@ -319,9 +328,9 @@ fn probing(
 ) -> (CheckOutcome, u64) {
     let mut probing = match Probing::open(session, refusals, invoiced) {
         Ok(probing) => probing,
-        Err(stop) => return (stop, 0),
+        Err(stop) => return (*stop, 0),
     };
-    let outcome = body(&mut probing).err().unwrap_or(CheckOutcome::Passed);
+    let outcome = body(&mut probing).err().map_or(CheckOutcome::Passed, |stop| *stop);
     (outcome, probing.differential.run().requests as u64)
 }
 
@@ -396,7 +405,7 @@ fn rotate(p: &mut Probing<'_>, secret: &str) -> Result<(), Stop> {
             p.session.adapter.set_shkeeper_key(secret.to_owned());
             Ok(())
         }
-        other => Err(unverified(format!("the rotation was not accepted: {other:?}"))),
+        other => Err(not_checked(format!("the rotation was not accepted: {other:?}"))),
     }
 }
 
