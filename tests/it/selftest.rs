@@ -26,6 +26,7 @@ const CAUGHT: &[&str] = &[
     "old-secret-after-rotation",
     "dead-letter-dropped",
     "shkeeper-200-error-as-success",
+    "new-payout-key-on-retry",
 ];
 
 #[test]
