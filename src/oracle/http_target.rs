@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::Observed;
 use super::differential::{LedgerView, Target};
 use crate::drive::http::{HttpDriver, Request as HttpRequest, Response};
-use crate::drive::webhooks::{ShkeeperPayment, ShkeeperSender, ShkeeperTransaction};
+use crate::drive::webhooks::{Damage, Delivery, ShkeeperPayment, ShkeeperSender, ShkeeperTransaction};
 use crate::profile::{OperationBinding, Profile, Vars};
 use crate::simulate::shkeeper::ShkeeperSim;
 
@@ -54,6 +54,30 @@ struct Ids {
     created_ignoring_fields: Vec<String>,
 }
 
+/// How the adapter puts the model's inauthentic deliveries (`authentic: false`) on the wire, for the byte-level
+/// webhook suite. Without one it signs with a wrong key; with one it builds the genuine delivery and breaks it in
+/// this one way, so that the model still predicts the outcome of every probe.
+#[derive(Debug, Clone)]
+pub enum Forgery {
+    /// The genuine delivery with this damage (re-serialized body, a changed byte, an old secret…; WH-1, WH-8).
+    Damaged(Damage),
+    /// Signed correctly, at a timestamp this many seconds away from the target's clock (WH-2).
+    SkewedTimestamp(i64),
+    /// SHKeeper's legacy mode: the API-key header alone, no signature (WH-10).
+    LegacyApiKeyOnly,
+}
+
+/// A delivery the adapter sent, and the target's answer to it.
+#[derive(Debug, Clone)]
+pub struct SentDelivery {
+    /// What went on the wire.
+    pub delivery: Delivery,
+    /// The answer's status.
+    pub status: u16,
+    /// The answer's body.
+    pub body: Vec<u8>,
+}
+
 /// A target behind a profile, with the SHKeeper simulator standing in for the provider.
 pub struct HttpTarget {
     profile: Profile,
@@ -81,6 +105,12 @@ pub struct HttpTarget {
     /// A support member of the adapter's own, for staff reads (ledger, dead letters), and its current token.
     observer_member: Option<Member>,
     observer: Option<String>,
+    /// How inauthentic deliveries are forged (`None`: signed with a wrong key).
+    forgery: Option<Forgery>,
+    /// The provider (profile name) and secret the next webhook secret rotations name instead of the model's.
+    rotation: Option<(String, String)>,
+    /// The latest webhook delivery and its answer.
+    last_delivery: Option<SentDelivery>,
 }
 
 fn now_seconds() -> i64 {
@@ -113,7 +143,44 @@ impl HttpTarget {
             provider_marks: (0, 0),
             observer_member: None,
             observer: None,
+            forgery: None,
+            rotation: None,
+            last_delivery: None,
         }
+    }
+
+    /// Makes the model's inauthentic deliveries take this form on the wire, until changed (`None`: signed with a
+    /// wrong key).
+    pub fn forge_as(&mut self, forgery: Option<Forgery>) {
+        self.forgery = forgery;
+    }
+
+    /// Makes the model's webhook secret rotations rotate `provider` (its profile name) to `secret` with no
+    /// overlap, until changed (`None`: the model's provider and a secret of the scenario's own).
+    pub fn rotate_as(&mut self, rotation: Option<(String, String)>) {
+        self.rotation = rotation;
+    }
+
+    /// The key SHKeeper deliveries are signed with.
+    pub fn shkeeper_key(&self) -> &str {
+        &self.shkeeper_key
+    }
+
+    /// Signs later SHKeeper deliveries with `key` (the target's secret after a rotation).
+    pub fn set_shkeeper_key(&mut self, key: String) {
+        self.shkeeper_key = key;
+    }
+
+    /// The latest webhook delivery the adapter sent, with the target's answer.
+    pub fn last_delivery(&self) -> Option<&SentDelivery> {
+        self.last_delivery.as_ref()
+    }
+
+    /// The dead letters the target has listed since the current scenario began, as it lists them.
+    pub fn dead_letter_items(&self) -> Vec<Value> {
+        let all: Vec<&Value> = self.dead_letter_pages.iter().flat_map(|(_, items)| items.iter()).collect();
+        let start = self.dead_letter_start.unwrap_or(all.len());
+        all.get(start..).unwrap_or_default().iter().map(|v| (*v).clone()).collect()
     }
 
     /// The target's profile.
@@ -370,11 +437,16 @@ impl HttpTarget {
                 let id = self.ids.dead_letters.get(dead_letter.0 as usize).ok_or("unknown dead letter")?;
                 vars.set("dead_letter_id", id.clone());
             }
-            Op::RotateWebhookSecret { provider } => {
+            Op::RotateWebhookSecret { provider } => match &self.rotation {
+                Some((name, secret)) => {
+                    vars.set("provider_name", name.clone()).set("secret", secret.clone()).set("overlap_seconds", 0);
+                }
                 // A new secret of this scenario's own; the generated scenarios never deliver this provider's webhooks.
-                vars.set("provider_name", provider.name())
-                    .set("secret", format!("conform-rotated-{}-s{}", self.run_tag, self.scenarios));
-            }
+                None => {
+                    vars.set("provider_name", provider.name())
+                        .set("secret", format!("conform-rotated-{}-s{}", self.run_tag, self.scenarios));
+                }
+            },
             Op::RevokeOwnSession { session } => {
                 // A session the target never reported (no session id in its answers) gets an id no target has given.
                 let id = self.ids.sessions.get(session).map_or("00000000-0000-4000-8000-000000000000", String::as_str);
@@ -517,7 +589,12 @@ impl HttpTarget {
         let Some(hook) = self.profile.webhook("shkeeper").cloned() else {
             return Observed::Unknown { reason: "the profile binds no SHKeeper webhook".into() };
         };
-        let key = if authentic { self.shkeeper_key.clone() } else { format!("{}-forged", self.shkeeper_key) };
+        let forgery = if authentic { None } else { self.forgery.clone() };
+        let key = if authentic || forgery.is_some() {
+            self.shkeeper_key.clone()
+        } else {
+            format!("{}-forged", self.shkeeper_key)
+        };
         let timestamp = self.target_now();
         let body = match &notice.kind {
             NoticeKind::Payment(paid) => {
@@ -581,7 +658,19 @@ impl HttpTarget {
             }
         };
         let path = hook.path.replace("{provider}", "shkeeper");
-        let delivery = ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp);
+        let delivery = match forgery {
+            None => ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp),
+            Some(Forgery::SkewedTimestamp(seconds)) => {
+                ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp + seconds)
+            }
+            Some(Forgery::LegacyApiKeyOnly) => ShkeeperSender::legacy(key.as_str()).deliver(&path, &body, timestamp),
+            Some(Forgery::Damaged(damage)) => {
+                match ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp).damaged(&damage) {
+                    Ok(damaged) => damaged,
+                    Err(e) => return Observed::Unknown { reason: format!("cannot forge the delivery: {e}") },
+                }
+            }
+        };
         let mut request =
             HttpRequest::new(Method::POST, path).anonymous().raw(delivery.body.clone(), "application/json");
         for (name, value) in delivery.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) {
@@ -591,6 +680,8 @@ impl HttpTarget {
             Err(e) => Observed::Unknown { reason: e.to_string() },
             Ok(response) => {
                 let observed = self.observe(None, &response);
+                self.last_delivery =
+                    Some(SentDelivery { delivery, status: response.status, body: response.body.clone() });
                 if matches!(observed, Observed::Refused { .. }) || response.status == hook.success_status {
                     self.refresh_dead_letters().await;
                 }
@@ -776,6 +867,10 @@ impl Target for HttpTarget {
         self.provider_marks = (self.shkeeper.invoices().len(), self.shkeeper.payouts().len());
         // The model starts with every provider up.
         self.shkeeper.set_outage(crate::simulate::Outage::None);
+        // A suite's forgeries and rotations belong to its scenario; the key stays, as the target's secret does.
+        self.forgery = None;
+        self.rotation = None;
+        self.last_delivery = None;
         self.ids = Ids::default();
         // The target's clock keeps its offset: the model's clock starts again, but the target's cannot go back.
     }

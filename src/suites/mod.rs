@@ -7,6 +7,7 @@ pub mod model;
 pub mod properties;
 pub mod realtime;
 pub mod session;
+pub mod webhooks;
 
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 6] = ["model", "properties", "matrix", "features", "drills", "realtime"];
+pub const SUITES: [&str; 7] = ["model", "properties", "matrix", "features", "drills", "realtime", "webhooks"];
 
 /// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
 /// to reach the same target (e.g. ` --profile FILE`).
@@ -48,7 +49,11 @@ pub fn run_target_suites(
     if reporter.stop_at_first_failure && reporter.has_failed() {
         return Ok(());
     }
-    realtime::run(session, reporter)
+    realtime::run(session, reporter)?;
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    webhooks::run(session, reporter)
 }
 
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.

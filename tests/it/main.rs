@@ -18,3 +18,4 @@ mod secrets;
 mod selftest;
 mod simulate;
 mod socketio;
+mod webhooks;
