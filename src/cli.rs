@@ -174,6 +174,9 @@ struct SelftestArgs {
     /// Where the table goes.
     #[arg(long, default_value = "reports/selftest")]
     report_dir: PathBuf,
+    /// Runs at once (each with its own target); they mostly wait on sockets and deadlines.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
 }
 
 /// Options of `conform drill`.
@@ -208,6 +211,7 @@ pub fn main(cli: Cli) -> Exit {
             generated: GeneratedOptions { seed: args.seed, cases: args.cases, max_steps: args.max_steps },
             faults: args.faults.clone(),
             report_dir: args.report_dir.clone(),
+            jobs: args.jobs,
         }),
         Command::Drill(args) => args
             .target

@@ -27,6 +27,8 @@ pub struct SelftestOptions {
     pub faults: Vec<String>,
     /// Where the table and each run's counterexamples go.
     pub report_dir: PathBuf,
+    /// Runs at once.
+    pub jobs: usize,
 }
 
 /// One line of the detection table.
@@ -129,31 +131,44 @@ pub fn selftest_lines(options: &SelftestOptions) -> Result<Vec<Detection>, Error
     std::fs::create_dir_all(&options.report_dir)
         .map_err(|source| Error::ReportWrite { path: options.report_dir.clone(), source })?;
     println!("{:<34} {:<8} {:>9} {:>6}  rules found (expected)", "fault", "caught", "detect ms", "steps");
-    let mut lines = Vec::new();
-    let runs = std::iter::once(("clean".to_owned(), FaultSet::none()))
-        .chain(faults.iter().map(|name| (name.clone(), FaultSet::parse([name]).unwrap_or_default())));
-    for (label, set) in runs {
-        let line = detect(&label, set, options, &catalog)?;
-        let caught = match (line.breaks.is_empty(), line.as_expected) {
-            (true, true) => "clean",
-            (true, false) => "FINDINGS",
-            (false, true) => "yes",
-            (false, false) if line.found => "OTHER",
-            (false, false) => "MISSED",
-        };
-        println!(
-            "{:<34} {:<8} {:>9} {:>6}  {} ({})",
-            line.fault,
-            caught,
-            line.time_to_detect_ms.map_or("-".to_owned(), |t| t.to_string()),
-            line.shortest_reproduction.map_or("-".to_owned(), |n| n.to_string()),
-            line.found_rules.join(","),
-            line.breaks.join(",")
-        );
-        lines.push(line);
-        // The table so far is on disk after every run: an interrupted selftest keeps what it measured.
-        write_table(&options.report_dir, &lines)?;
+    let runs: Vec<(String, FaultSet)> = std::iter::once(("clean".to_owned(), FaultSet::none()))
+        .chain(faults.iter().map(|name| (name.clone(), FaultSet::parse([name]).unwrap_or_default())))
+        .collect();
+    // Each run has its own target, simulators and runtime, and spends much of its time waiting on sockets and
+    // deadlines: running a few at once shortens the selftest without changing any run's verdict.
+    let next = std::sync::Mutex::new(runs.iter().enumerate());
+    let done: std::sync::Mutex<Vec<Option<Detection>>> = std::sync::Mutex::new(vec![None; runs.len()]);
+    let first_error = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let Some((index, (label, set))) = next.lock().map(|mut n| n.next()).ok().flatten() else { break };
+                    match detect(label, set.clone(), options, &catalog) {
+                        Ok(line) => {
+                            print_line(&line);
+                            let mut done = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            done[index] = Some(line);
+                            // The table so far is on disk after every run: an interrupted selftest keeps it.
+                            let so_far: Vec<Detection> = done.iter().flatten().cloned().collect();
+                            if let Err(e) = write_table(&options.report_dir, &so_far) {
+                                first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                            }
+                        }
+                        Err(e) => {
+                            first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(error) = first_error.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        return Err(error);
     }
+    let lines: Vec<Detection> =
+        done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten().collect();
     let faults_caught = lines.iter().filter(|l| !l.breaks.is_empty() && l.as_expected).count();
     println!(
         "{faults_caught} of {} faults caught under their rules; clean target: {}",
@@ -161,6 +176,25 @@ pub fn selftest_lines(options: &SelftestOptions) -> Result<Vec<Detection>, Error
         if lines[0].as_expected { "no findings" } else { "FINDINGS" }
     );
     Ok(lines)
+}
+
+fn print_line(line: &Detection) {
+    let caught = match (line.breaks.is_empty(), line.as_expected) {
+        (true, true) => "clean",
+        (true, false) => "FINDINGS",
+        (false, true) => "yes",
+        (false, false) if line.found => "OTHER",
+        (false, false) => "MISSED",
+    };
+    println!(
+        "{:<34} {:<8} {:>9} {:>6}  {} ({})",
+        line.fault,
+        caught,
+        line.time_to_detect_ms.map_or("-".to_owned(), |t| t.to_string()),
+        line.shortest_reproduction.map_or("-".to_owned(), |n| n.to_string()),
+        line.found_rules.join(","),
+        line.breaks.join(",")
+    );
 }
 
 fn write_table(dir: &Path, lines: &[Detection]) -> Result<(), Error> {

@@ -44,6 +44,7 @@ fn the_clean_target_shows_nothing_and_the_caught_faults_stay_caught() {
         generated: GeneratedOptions { seed: 1, cases: 32, max_steps: 120 },
         faults: Vec::new(),
         report_dir: dir.clone(),
+        jobs: 4,
     };
     let lines = selftest_lines(&options).expect("the selftest runs");
     let clean = &lines[0];
