@@ -142,8 +142,7 @@ pub fn selftest_lines(options: &SelftestOptions) -> Result<Vec<Detection>, Error
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| {
-                loop {
-                    let Some((index, (label, set))) = next.lock().map(|mut n| n.next()).ok().flatten() else { break };
+                while let Some((index, (label, set))) = next.lock().map(|mut n| n.next()).ok().flatten() {
                     match detect(label, set.clone(), options, &catalog) {
                         Ok(line) => {
                             print_line(&line);
