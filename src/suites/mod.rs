@@ -5,7 +5,9 @@ pub mod features;
 pub mod matrix;
 pub mod model;
 pub mod properties;
+pub mod races;
 pub mod session;
+pub mod sessions;
 
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 5] = ["model", "properties", "matrix", "features", "drills"];
+pub const SUITES: [&str; 7] = ["model", "properties", "matrix", "features", "drills", "races", "sessions"];
 
 /// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
 /// to reach the same target (e.g. ` --profile FILE`).
@@ -43,7 +45,15 @@ pub fn run_target_suites(
     if reporter.stop_at_first_failure && reporter.has_failed() {
         return Ok(());
     }
-    crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)
+    crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)?;
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    races::run(session, reporter)?;
+    if reporter.stop_at_first_failure && reporter.has_failed() {
+        return Ok(());
+    }
+    sessions::run(session, reporter)
 }
 
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.
