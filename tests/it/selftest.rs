@@ -30,6 +30,9 @@ const CAUGHT: &[&str] = &[
     "no-sign-in-rate-limit",
     "refused-admin-calls-not-audited",
     "reused-tx-hash-not-flagged",
+    // Found by the features suite (a forged delivery must be dead-lettered) and the stuck-release drill.
+    "dead-letter-dropped",
+    "new-payout-key-on-retry",
 ];
 
 #[test]
