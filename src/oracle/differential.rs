@@ -163,6 +163,12 @@ impl Differential {
         &self.world
     }
 
+    /// The request the script would make next for `step`, without making it: a race suite sends the requests of
+    /// several steps at once, outside the one-at-a-time comparison.
+    pub fn plan(&self, step: &Step) -> Option<Planned> {
+        self.script.plan(step)
+    }
+
     /// The run so far.
     pub fn run(&self) -> &DifferentialRun {
         &self.run

@@ -111,6 +111,8 @@ pub struct HttpTarget {
     rotation: Option<(String, String)>,
     /// The latest webhook delivery and its answer.
     last_delivery: Option<SentDelivery>,
+    /// The escrow the next SHKeeper payment callback names in its metadata ([`HttpTarget::name_escrow_in_next_payment`]).
+    payment_metadata: Option<EscrowId>,
 }
 
 fn now_seconds() -> i64 {
@@ -146,6 +148,7 @@ impl HttpTarget {
             forgery: None,
             rotation: None,
             last_delivery: None,
+            payment_metadata: None,
         }
     }
 
@@ -468,6 +471,85 @@ impl HttpTarget {
         Ok(vars)
     }
 
+    /// What calling an operation of the profile takes: its binding, the variables of `request` and the caller's
+    /// token on the target.
+    fn bound_call(&self, request: &Request, model: &World) -> Result<(OperationBinding, Vars, Option<String>), String> {
+        let kind = request.op.kind().ok_or("no operation")?;
+        let binding =
+            self.profile.operation(kind).cloned().ok_or_else(|| format!("the profile does not bind {kind}"))?;
+        let vars = self.vars_for(request, model)?;
+        let token =
+            request.auth.map(|t| self.ids.access.get(&t).cloned().unwrap_or_else(|| "revoked-or-unknown".into()));
+        Ok((binding, vars, token))
+    }
+
+    /// Sends `requests` to the target all at once and reduces each answer as [`Target::execute`] does, in the
+    /// order given. For race checks: `execute` takes the adapter mutably (it learns ids from each answer), so it
+    /// cannot have two requests in flight. Operations on escrows and SHKeeper deliveries only: nothing is learnt
+    /// from the answers (a race creates no ids), and what the model predicts is the suite's to judge, over every
+    /// sequential order.
+    pub async fn send_concurrently(&self, requests: &[Request], model: &World) -> Vec<Observed> {
+        let sends = requests.iter().map(|request| async move {
+            if let Op::DeliverWebhook { notice, authentic, .. } = &request.op {
+                let (delivery, _, _) = match self.shkeeper_delivery(notice, *authentic, model, None) {
+                    Ok(rendered) => rendered,
+                    Err(observed) => return observed,
+                };
+                return match self.http.send(delivery).await {
+                    Err(e) => Observed::Unknown { reason: e.to_string() },
+                    Ok(response) => self.observe(None, &response),
+                };
+            }
+            let (binding, vars, token) = match self.bound_call(request, model) {
+                Ok(call) => call,
+                Err(reason) => return Observed::Unknown { reason },
+            };
+            match self.call(&binding, &vars, token.as_ref()).await {
+                Err(reason) => Observed::Unknown { reason },
+                Ok(response) => self.observe(Some(&binding), &response),
+            }
+        });
+        futures_util::future::join_all(sends).await
+    }
+
+    /// Makes the next SHKeeper payment callback name `escrow` (the model's id) in a `metadata.escrow_id` field of
+    /// its signed body, as a provider that echoes merchant metadata would. The model ignores metadata (LED-10:
+    /// funds follow the server's invoice binding), so its prediction stands; only the wire form changes.
+    pub fn name_escrow_in_next_payment(&mut self, escrow: EscrowId) {
+        self.payment_metadata = Some(escrow);
+    }
+
+    /// The audit records the target lists for a cast member as actor (AZ-9), read with `reader`'s session (the
+    /// audit log is for admins only); `None` when the profile declares no audit log. One page: the member is new to
+    /// this scenario, so its records are few.
+    pub async fn audit_records_of(&self, reader: AccessToken, actor: UserId) -> Option<Result<Vec<Value>, String>> {
+        if !self.profile.capabilities().audit_log {
+            return None;
+        }
+        let kind = conform_reference::ops::OperationKind::ReadAuditLog;
+        let Some(binding) = self.profile.operation(kind) else {
+            return Some(Err(format!("the profile does not bind {kind}")));
+        };
+        let read = async {
+            let actor_id = self.ids.users.get(&actor).ok_or("the actor has no account on the target")?.id.clone();
+            let token = self.ids.access.get(&reader).ok_or("the reader has no session on the target")?;
+            let vars = Vars::new().with("actor_id", actor_id.clone()).with("limit", 500);
+            let response = self.call(binding, &vars, Some(token)).await?;
+            if !binding.is_success(response.status) {
+                return Err(format!("{kind} answered {}", response.status));
+            }
+            let body: Value = serde_json::from_slice(&response.body).map_err(|e| format!("{kind}: {e}"))?;
+            let items = binding.pointers.items.as_deref().and_then(|p| body.pointer(p)).unwrap_or(&body);
+            let items = items.as_array().ok_or_else(|| format!("the {kind} answer has no item list"))?;
+            // Kept only when a field names the actor: a target that ignores the filter lists everyone's records.
+            let names_actor = |record: &Value| {
+                record.as_object().is_some_and(|o| o.values().any(|v| v.as_str() == Some(actor_id.as_str())))
+            };
+            Ok(items.iter().filter(|r| names_actor(r)).cloned().collect())
+        };
+        Some(read.await)
+    }
+
     /// After an accepted request: learn the ids the target gave (escrows, proofs, approvals, invoices, payouts).
     fn learn(
         &mut self,
@@ -586,8 +668,37 @@ impl HttpTarget {
     }
 
     async fn deliver(&mut self, notice: &conform_reference::world::Notice, authentic: bool, model: &World) -> Observed {
-        let Some(hook) = self.profile.webhook("shkeeper").cloned() else {
-            return Observed::Unknown { reason: "the profile binds no SHKeeper webhook".into() };
+        let metadata = self.payment_metadata.take();
+        let (request, delivery, success_status) = match self.shkeeper_delivery(notice, authentic, model, metadata) {
+            Ok(rendered) => rendered,
+            Err(observed) => return observed,
+        };
+        match self.http.send(request).await {
+            Err(e) => Observed::Unknown { reason: e.to_string() },
+            Ok(response) => {
+                let observed = self.observe(None, &response);
+                self.last_delivery =
+                    Some(SentDelivery { delivery, status: response.status, body: response.body.clone() });
+                if matches!(observed, Observed::Refused { .. }) || response.status == success_status {
+                    self.refresh_dead_letters().await;
+                }
+                observed
+            }
+        }
+    }
+
+    /// The SHKeeper callback for a model notice, signed as SHKeeper signs it (with a wrong key when not
+    /// `authentic`), and the status that means "delivered"; `metadata` names an escrow (the model's id) in an extra
+    /// `metadata.escrow_id` field of a payment's body.
+    fn shkeeper_delivery(
+        &self,
+        notice: &conform_reference::world::Notice,
+        authentic: bool,
+        model: &World,
+        metadata: Option<EscrowId>,
+    ) -> Result<(HttpRequest, Delivery, u16), Observed> {
+        let Some(hook) = self.profile.webhook("shkeeper") else {
+            return Err(Observed::Unknown { reason: "the profile binds no SHKeeper webhook".into() });
         };
         let forgery = if authentic { None } else { self.forgery.clone() };
         let key = if authentic || forgery.is_some() {
@@ -615,7 +726,7 @@ impl HttpTarget {
                     trigger: true,
                     crypto: "USDT".into(),
                 };
-                ShkeeperPayment {
+                let payment = ShkeeperPayment {
                     external_id,
                     crypto: "USDT".into(),
                     addr: "conform-deposit-address".into(),
@@ -629,11 +740,18 @@ impl HttpTarget {
                     fee_fixed: "0".into(),
                     fee_policy: "PERCENT_FEE".into(),
                     overpaid_fiat: "0".into(),
+                };
+                match metadata.and_then(|escrow| self.ids.escrows.get(&escrow)) {
+                    None => payment.to_body(),
+                    Some(named) => {
+                        let mut value = serde_json::to_value(&payment).unwrap_or(Value::Null);
+                        value["metadata"] = json!({ "escrow_id": named });
+                        crate::drive::webhooks::canonical_json(&value)
+                    }
                 }
-                .to_body()
             }
             NoticeKind::Pending => {
-                return Observed::Unknown { reason: "SHKeeper sends no pending callback".into() };
+                return Err(Observed::Unknown { reason: "SHKeeper sends no pending callback".into() });
             }
             kind => {
                 let escrow = model
@@ -667,7 +785,7 @@ impl HttpTarget {
             Some(Forgery::Damaged(damage)) => {
                 match ShkeeperSender::new(key.as_str()).deliver(&path, &body, timestamp).damaged(&damage) {
                     Ok(damaged) => damaged,
-                    Err(e) => return Observed::Unknown { reason: format!("cannot forge the delivery: {e}") },
+                    Err(e) => return Err(Observed::Unknown { reason: format!("cannot forge the delivery: {e}") }),
                 }
             }
         };
@@ -676,18 +794,7 @@ impl HttpTarget {
         for (name, value) in delivery.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) {
             request = request.header(name.clone(), value.clone());
         }
-        match self.http.send(request).await {
-            Err(e) => Observed::Unknown { reason: e.to_string() },
-            Ok(response) => {
-                let observed = self.observe(None, &response);
-                self.last_delivery =
-                    Some(SentDelivery { delivery, status: response.status, body: response.body.clone() });
-                if matches!(observed, Observed::Refused { .. }) || response.status == hook.success_status {
-                    self.refresh_dead_letters().await;
-                }
-                observed
-            }
-        }
+        Ok((request, delivery, hook.success_status))
     }
 
     async fn observer_token(&mut self) -> Option<String> {
@@ -862,6 +969,7 @@ fn field_name(field: conform_reference::world::EscrowField) -> &'static str {
 impl Target for HttpTarget {
     fn begin_scenario(&mut self) {
         self.scenarios += 1;
+        self.payment_metadata = None;
         self.ledger_start = None;
         self.dead_letter_start = None;
         self.provider_marks = (self.shkeeper.invoices().len(), self.shkeeper.payouts().len());
@@ -912,17 +1020,10 @@ impl Target for HttpTarget {
                 },
             },
             op => {
-                let Some(kind) = op.kind() else { return Observed::Unknown { reason: "no operation".into() } };
-                let Some(binding) = self.profile.operation(kind).cloned() else {
-                    return Observed::Unknown { reason: format!("the profile does not bind {kind}") };
-                };
-                let vars = match self.vars_for(request, model) {
-                    Ok(vars) => vars,
+                let (binding, vars, token) = match self.bound_call(request, model) {
+                    Ok(call) => call,
                     Err(reason) => return Observed::Unknown { reason },
                 };
-                let token = request
-                    .auth
-                    .map(|t| self.ids.access.get(&t).cloned().unwrap_or_else(|| "revoked-or-unknown".into()));
                 match self.call(&binding, &vars, token.as_ref()).await {
                     Err(reason) => Observed::Unknown { reason },
                     Ok(response) => {

@@ -5,8 +5,10 @@ pub mod features;
 pub mod matrix;
 pub mod model;
 pub mod properties;
+pub mod races;
 pub mod realtime;
 pub mod session;
+pub mod sessions;
 pub mod webhooks;
 
 use std::time::Instant;
@@ -22,7 +24,8 @@ use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 7] = ["model", "properties", "matrix", "features", "drills", "realtime", "webhooks"];
+pub const SUITES: [&str; 9] =
+    ["model", "properties", "matrix", "features", "drills", "races", "sessions", "webhooks", "realtime"];
 
 /// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
 /// to reach the same target (e.g. ` --profile FILE`).
@@ -33,27 +36,24 @@ pub fn run_target_suites(
     report_dir: &std::path::Path,
     reporter: &mut Reporter<'_>,
 ) -> Result<(), Error> {
-    properties::run(session, options, replay_hint, report_dir, reporter)?;
-    if reporter.stop_at_first_failure && reporter.has_failed() {
-        return Ok(());
+    type Suite<'s> = Box<dyn FnOnce(&mut Session, &mut Reporter<'_>) -> Result<(), Error> + 's>;
+    let suites: Vec<Suite<'_>> = vec![
+        Box::new(|session, reporter| properties::run(session, options, replay_hint, report_dir, reporter).map(drop)),
+        Box::new(|session, reporter| matrix::run(session, reporter)),
+        Box::new(|session, reporter| features::run(session, reporter)),
+        Box::new(|session, reporter| crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)),
+        Box::new(|session, reporter| races::run(session, reporter)),
+        Box::new(|session, reporter| sessions::run(session, reporter)),
+        Box::new(|session, reporter| webhooks::run(session, reporter)),
+        Box::new(|session, reporter| realtime::run(session, reporter)),
+    ];
+    for suite in suites {
+        if reporter.stop_at_first_failure && reporter.has_failed() {
+            break;
+        }
+        suite(session, reporter)?;
     }
-    matrix::run(session, reporter)?;
-    if reporter.stop_at_first_failure && reporter.has_failed() {
-        return Ok(());
-    }
-    features::run(session, reporter)?;
-    if reporter.stop_at_first_failure && reporter.has_failed() {
-        return Ok(());
-    }
-    crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)?;
-    if reporter.stop_at_first_failure && reporter.has_failed() {
-        return Ok(());
-    }
-    realtime::run(session, reporter)?;
-    if reporter.stop_at_first_failure && reporter.has_failed() {
-        return Ok(());
-    }
-    webhooks::run(session, reporter)
+    Ok(())
 }
 
 /// The area tag of a rule id (`AZ-2` → `authz`): what `--tags` and launch criteria select by.

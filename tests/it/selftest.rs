@@ -35,6 +35,17 @@ const CAUGHT: &[&str] = &[
     "legacy-api-key-accepted",
     "old-secret-after-rotation",
     "shkeeper-200-error-as-success",
+    // The races and sessions suites.
+    "release-race",
+    "racy-webhook-dedup",
+    "fee-rounded-up",
+    "escrow-from-webhook-metadata",
+    "wrong-currency-funds",
+    "refresh-not-rotated",
+    "refresh-reuse-undetected",
+    "no-sign-in-rate-limit",
+    "refused-admin-calls-not-audited",
+    "reused-tx-hash-not-flagged",
 ];
 
 #[test]
