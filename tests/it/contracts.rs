@@ -86,8 +86,8 @@ const ESCROW_STATES: [&str; 11] = [
 const MATRIX_REFUSALS: [Refusal; 4] =
     [Refusal::Unauthenticated, Refusal::NotFound, Refusal::Forbidden, Refusal::StepUpRequired];
 
-/// The suites a launch criterion may name (optionally narrowed with `/name`).
-const SUITES: [&str; 5] = ["properties", "features", "matrix", "realtime", "drills"];
+/// The suites a launch criterion may name (optionally narrowed with `/name`): those a run has.
+use conform::suites::SUITES;
 
 /// The section a rule id's family belongs to.
 fn family_section(id: &str) -> Option<u8> {
