@@ -39,13 +39,13 @@ pub fn run_target_suites(
     type Suite<'s> = Box<dyn FnOnce(&mut Session, &mut Reporter<'_>) -> Result<(), Error> + 's>;
     let suites: Vec<Suite<'_>> = vec![
         Box::new(|session, reporter| properties::run(session, options, replay_hint, report_dir, reporter).map(drop)),
-        Box::new(|session, reporter| matrix::run(session, reporter)),
-        Box::new(|session, reporter| features::run(session, reporter)),
+        Box::new(matrix::run),
+        Box::new(features::run),
         Box::new(|session, reporter| crate::drill::run_suite(session, &crate::drill::select("all")?, reporter)),
-        Box::new(|session, reporter| races::run(session, reporter)),
-        Box::new(|session, reporter| sessions::run(session, reporter)),
-        Box::new(|session, reporter| webhooks::run(session, reporter)),
-        Box::new(|session, reporter| realtime::run(session, reporter)),
+        Box::new(races::run),
+        Box::new(sessions::run),
+        Box::new(webhooks::run),
+        Box::new(realtime::run),
     ];
     for suite in suites {
         if reporter.stop_at_first_failure && reporter.has_failed() {
