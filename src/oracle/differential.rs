@@ -5,6 +5,7 @@
 
 use conform_reference::escrow::EscrowState;
 use conform_reference::generate::{Abilities, Planned, Script, Step};
+use conform_reference::ids::EscrowId;
 use conform_reference::invariants::{Checker, EscrowFacts, Observation};
 use conform_reference::ledger::{Entry, Ledger};
 use conform_reference::model_suite::EPOCH;
@@ -67,6 +68,11 @@ pub struct DifferentialRun {
     /// How often each rule was checked and held: the rules of every agreed decision, and the ledger invariants
     /// after every request where the ledger could be read.
     pub checks: std::collections::BTreeMap<&'static str, u64>,
+    /// Transition rows the model fired on an escrow whose state the target has not yet been seen to share (a
+    /// deadline passing fires on escrows the request did not name): each is credited once a later agreed request
+    /// compares that escrow's state.
+    #[serde(skip)]
+    unconfirmed_transitions: Vec<(EscrowId, &'static str)>,
 }
 
 /// One request as both sides answered it.
@@ -83,12 +89,31 @@ pub struct Exchange {
 /// The escrow's state in the model after the request: after an accepted request, and after a refused update (AZ-8
 /// lets a target ignore a protected field instead of refusing it, but then the state must be unchanged).
 fn state_after(request: &Request, predicted: &Outcome, model: &World) -> Option<EscrowState> {
+    judged_escrow(request, predicted).and_then(|id| model.escrow(id).map(|e| e.state))
+}
+
+/// The escrow whose state the comparison judges after the request, if any (see [`state_after`]).
+fn judged_escrow(request: &Request, predicted: &Outcome) -> Option<EscrowId> {
     let id = match predicted {
         Ok(Accepted::Escrow(id)) => Some(*id),
         _ => request.op.escrow(),
     }?;
     let judged = predicted.is_ok() || matches!(request.op, conform_reference::world::Op::UpdateEscrow { .. });
-    judged.then(|| model.escrow(id).map(|e| e.state)).flatten()
+    judged.then_some(id)
+}
+
+/// Credits the transition-table rows (ESC-…) the model fired: at once for the escrow whose state the target was
+/// just seen to share, later for the others, when an agreed request compares their state.
+fn credit_transitions(run: &mut DifferentialRun, world: &World, compared: Option<EscrowId>) {
+    run.unconfirmed_transitions.extend(world.last_transitions().iter().map(|(id, row)| (*id, row.rule)));
+    let Some(compared) = compared else { return };
+    let checks = &mut run.checks;
+    run.unconfirmed_transitions.retain(|(id, rule)| {
+        if *id == compared {
+            *checks.entry(rule).or_default() += 1;
+        }
+        *id != compared
+    });
 }
 
 /// Runs `steps` on a fresh model and on `target` side by side; steps beyond the target's `abilities` are skipped
@@ -211,12 +236,8 @@ async fn exchange<T: Target>(
         predicted: format!("{predicted:?}"),
         observed: observed.clone(),
     });
-    let finding = |request: Request, difference| Finding {
-        request_index: run.requests,
-        step: step.cloned(),
-        request,
-        difference,
-    };
+    let request_index = run.requests;
+    let finding = |request: Request, difference| Finding { request_index, step: step.cloned(), request, difference };
     match compare(&request.op, &predicted, state_after(&request, &predicted, world), &observed) {
         Verdict::Agree => {
             run.agreed += 1;
@@ -227,6 +248,7 @@ async fn exchange<T: Target>(
             for rule in rules {
                 *run.checks.entry(rule).or_default() += 1;
             }
+            credit_transitions(run, world, judged_escrow(&request, &predicted));
         }
         Verdict::Unknown { reason } => run.unknown.push((run.requests, reason)),
         Verdict::Differ(difference) => return Err(finding(request, difference)),

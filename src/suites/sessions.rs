@@ -1,6 +1,7 @@
 //! Targeted scenarios for rules that generated scenarios reach too rarely: refresh-token rotation and reuse
 //! (SES-2, SES-3), the sign-in rate limit (SES-10), the audit trail of refused admin calls (AZ-9), reused proof
-//! hashes (PRV-6), payments in another currency or naming another escrow (LED-10, PRV-5), and fee rounding (LED-5).
+//! hashes (PRV-6), payments in another currency or naming another escrow (LED-10, PRV-5), fee rounding (LED-5), and
+//! the deadlines that fire with no caller (ESC-9, ESC-12) on the target's test clock.
 //!
 //! Each is a fixed sequence of [`Step`]s taken by the model and the target side by side (every request compared,
 //! the ledger invariants checked after each), ending in the request that the claim is about; where the claim is
@@ -43,6 +44,10 @@ const CHECKS: &[Check] = &[
         metadata_names_another_escrow,
     ),
     ("the fee of a release is rounded down to a whole minor unit", &["LED-5"], fee_rounded_down),
+    ("an unpaid escrow expires when its payment deadline passes", &["ESC-9"], unpaid_escrow_expires),
+    ("a partly paid escrow does not expire at its payment deadline", &["ESC-9", "ESC-4"], partly_paid_escrow_stays),
+    ("a delivered escrow is released when the auto-release window passes", &["ESC-12"], delivered_escrow_auto_released),
+    ("a disputed escrow is not auto-released", &["ESC-12", "ESC-13"], disputed_escrow_not_auto_released),
 ];
 
 /// Runs every check against the session's target.
@@ -264,4 +269,68 @@ fn fee_rounded_down(session: &mut Session) -> CheckOutcome {
     }
     let differential = scenario(session, &steps, OperationKind::ConfirmReceipt);
     answers_and_ledger(session, differential)
+}
+
+/// A deadline scenario: `setup`, then time passes on the test clock by `seconds`, then the buyer reads the escrow
+/// back (its state compared with the model's) and the ledgers must hold the same entries. Without a test clock the
+/// clock step would be skipped on both sides and the read would prove nothing: unverified.
+fn after_deadline(session: &mut Session, mut setup: Vec<Step>, seconds: i64) -> CheckOutcome {
+    if !session.abilities.clock {
+        return CheckOutcome::Unverified { reason: "the profile declares no test clock".to_owned() };
+    }
+    // The buyer's access token has expired by then (15 min): a fresh sign-in, so that the read is answered.
+    setup.extend([
+        Step::Clock { seconds },
+        Step::SignIn { actor: 0, password_ok: true },
+        act(0, Who::Buyer, EscrowAct::Get),
+    ]);
+    let differential =
+        scenario(session, &setup, OperationKind::GetEscrow).and_then(|differential| {
+            match differential.run().trace.last().map(|e| e.predicted.starts_with("Ok")) {
+                Some(true) => Ok(differential),
+                _ => Err(Box::new(CheckOutcome::Unverified {
+                    reason: "the buyer's read-back was refused: the escrow's state after the deadline went unseen"
+                        .into(),
+                })),
+            }
+        });
+    answers_and_ledger(session, differential)
+}
+
+/// Just past the payment deadline (ESC-9, 72 h).
+const PAST_PAYMENT_DEADLINE: i64 = 72 * 3600 + 60;
+/// Just past the auto-release window (ESC-12, 14 days).
+const PAST_AUTO_RELEASE: i64 = 14 * 86_400 + 60;
+
+/// ESC-9: nothing paid, the deadline passes: expired.
+fn unpaid_escrow_expires(session: &mut Session) -> CheckOutcome {
+    let create =
+        Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::Shkeeper, extra: None };
+    after_deadline(session, vec![create], PAST_PAYMENT_DEADLINE)
+}
+
+/// ESC-9, ESC-4: half the price was paid, the deadline passes: the escrow keeps awaiting the rest, since expiring
+/// it would strand the buyer's money in a terminal escrow.
+fn partly_paid_escrow_stays(session: &mut Session) -> CheckOutcome {
+    let mut steps = invoiced_escrow(0, 0).to_vec();
+    steps.push(Step::Pay { escrow: 0, portion: Portion::Half, wrong_currency: false, event: 0, authentic: true });
+    after_deadline(session, steps, PAST_PAYMENT_DEADLINE)
+}
+
+/// ESC-12: delivered and undisputed for the whole window: released to the seller (release_pending, with its entry).
+fn delivered_escrow_auto_released(session: &mut Session) -> CheckOutcome {
+    let Some(steps) = reach("delivered") else {
+        return CheckOutcome::Unverified { reason: "no setup reaches delivered".to_owned() };
+    };
+    after_deadline(session, steps, PAST_AUTO_RELEASE)
+}
+
+/// ESC-12, ESC-13: delivered, then disputed by the buyer: the window passing must not release it, whatever the
+/// delivery time says.
+fn disputed_escrow_not_auto_released(session: &mut Session) -> CheckOutcome {
+    let Some(mut steps) = reach("delivered") else {
+        return CheckOutcome::Unverified { reason: "no setup reaches delivered".to_owned() };
+    };
+    steps.push(act(0, Who::Buyer, EscrowAct::OpenDispute));
+    after_deadline(session, steps, PAST_AUTO_RELEASE)
 }

@@ -46,6 +46,8 @@ const CAUGHT: &[&str] = &[
     "no-sign-in-rate-limit",
     "refused-admin-calls-not-audited",
     "reused-tx-hash-not-flagged",
+    "partially-paid-escrow-expires",
+    "auto-release-during-dispute",
 ];
 
 #[test]

@@ -71,6 +71,12 @@ catalog! {
     /// A refund_pending escrow can still be released.
     ReleaseAfterRefund = "release-after-refund", ["ESC-19", "LED-4", "LED-3"], ["T06"],
         "confirm_receipt is accepted in refund_pending, releasing an escrow already being refunded";
+    /// The payment deadline looks at the state only, not at what was paid.
+    PartiallyPaidEscrowExpires = "partially-paid-escrow-expires", ["ESC-9", "ESC-4"], ["T07"],
+        "the payment deadline expires any awaiting_payment escrow, stranding a partial payment in a terminal escrow";
+    /// The auto-release timer looks at the delivery time only, not at the state.
+    AutoReleaseDuringDispute = "auto-release-during-dispute", ["ESC-12", "ESC-13"], ["T07"],
+        "the auto-release timer releases every delivered-at escrow once the window passes, disputed ones included";
     /// The fee is rounded up.
     FeeRoundedUp = "fee-rounded-up", ["LED-5"], ["T07"],
         "the platform fee is ceil(amount * bps / 10000) instead of floor";

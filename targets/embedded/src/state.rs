@@ -831,9 +831,12 @@ impl State {
 
     pub fn release(&mut self, id: EscrowId, event: EscrowEvent, cause: String) -> Result<(), Refusal> {
         let state = self.escrows[id.0 as usize].m.state;
-        let faulty_ok = event == EscrowEvent::ConfirmReceipt
+        let faulty_ok = (event == EscrowEvent::ConfirmReceipt
             && state == EscrowState::RefundPending
-            && self.on(Fault::ReleaseAfterRefund);
+            && self.on(Fault::ReleaseAfterRefund))
+            || (event == EscrowEvent::AutoRelease
+                && state == EscrowState::Disputed
+                && self.on(Fault::AutoReleaseDuringDispute));
         if !faulty_ok {
             transition(state, event).ok_or(Refusal::InvalidTransition)?;
         }
@@ -858,14 +861,14 @@ impl State {
         for i in 0..self.escrows.len() {
             let id = EscrowId(i as u32);
             let e = &self.escrows[i].m;
+            let auto_releasable = e.state == EscrowState::Delivered
+                || (e.state == EscrowState::Disputed && self.on(Fault::AutoReleaseDuringDispute));
             if e.state == EscrowState::AwaitingPayment
-                && e.received == 0
+                && (e.received == 0 || self.on(Fault::PartiallyPaidEscrowExpires))
                 && now - e.created_at.0 >= self.cfg.payment_deadline_seconds
             {
                 let _ = self.change_state(id, EscrowEvent::Expire);
-            } else if e.state == EscrowState::Delivered
-                && e.delivered_at.is_some_and(|at| now - at.0 >= self.cfg.auto_release_seconds)
-            {
+            } else if auto_releasable && e.delivered_at.is_some_and(|at| now - at.0 >= self.cfg.auto_release_seconds) {
                 let cause = format!("auto-release-{}", self.escrows[i].public);
                 let _ = self.release(id, EscrowEvent::AutoRelease, cause);
             }

@@ -155,6 +155,27 @@ async fn partial(t: &T) -> bool {
 }
 fault_test!(partial_payment_funds, Fault::PartialPaymentFunds, partial);
 
+async fn expires_partially_paid(t: &T) -> bool {
+    let buyer = t.user("user").await;
+    let seller = t.user("user").await;
+    let (id, ext) = t.invoiced(&buyer, &seller, "10.00").await;
+    t.pay(&ext, "1.00", "tx-p").await;
+    t.advance(72 * 3600 + 60).await;
+    // The access token has long expired: sign in again to look.
+    let buyer = t.sign_in(&buyer.email, &buyer.id).await;
+    t.escrow(&id, &buyer).await["state"] == "expired"
+}
+fault_test!(partially_paid_escrow_expires, Fault::PartiallyPaidEscrowExpires, expires_partially_paid);
+
+async fn releases_disputed(t: &T) -> bool {
+    let (buyer, _seller, id, _) = t.delivered("5.00").await;
+    assert_eq!(t.post(&format!("/v1/escrows/{id}/disputes"), Some(&buyer.token), json!({})).await.0, 200);
+    t.advance(15 * 86_400).await;
+    let buyer = t.sign_in(&buyer.email, &buyer.id).await;
+    t.escrow(&id, &buyer).await["state"] == "release_pending"
+}
+fault_test!(auto_release_during_dispute, Fault::AutoReleaseDuringDispute, releases_disputed);
+
 async fn not_rotated(t: &T) -> bool {
     let u = t.user("user").await;
     let (_, r) = t.post("/v1/auth/refresh", None, json!({"refresh_token": u.refresh})).await;
