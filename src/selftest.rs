@@ -83,7 +83,7 @@ fn detect(label: &str, faults: FaultSet, options: &SelftestOptions, catalog: &Ru
     let first = Rc::new(RefCell::new(None));
     let mut stream = EventStream::new(vec![Box::new(FirstFailure { started: Instant::now(), at: first.clone() })]);
     let mut reporter = Reporter::new(catalog, &mut stream, &[]);
-    reporter.stop_at_first_failure = true;
+    reporter.stop_once_failed_under = Some(breaks.clone());
     let hint = format!(" --fault {label}");
     run_target_suites(&mut session, options.generated, &hint, &dir, &mut reporter)?;
     let failed: Vec<_> =

@@ -48,7 +48,7 @@ pub fn run_target_suites(
         Box::new(realtime::run),
     ];
     for suite in suites {
-        if reporter.stop_at_first_failure && reporter.has_failed() {
+        if reporter.found_what_it_looks_for() {
             break;
         }
         suite(session, reporter)?;
@@ -106,19 +106,24 @@ pub struct Reporter<'a> {
     pub stream: &'a mut EventStream,
     /// `--tags`; empty selects everything.
     pub tags: &'a [String],
-    /// Skip the remaining suites once a check failed (the selftest only needs the first detection).
-    pub stop_at_first_failure: bool,
+    /// Skip the remaining suites once a check failed under one of these rules, or under any rule when empty: the
+    /// selftest needs only the first detection of a fault under the rules it breaks. `None` runs everything.
+    pub stop_once_failed_under: Option<Vec<String>>,
 }
 
 impl<'a> Reporter<'a> {
     /// A reporter of every check to `stream`.
     pub fn new(catalog: &'a Rules, stream: &'a mut EventStream, tags: &'a [String]) -> Reporter<'a> {
-        Reporter { catalog, stream, tags, stop_at_first_failure: false }
+        Reporter { catalog, stream, tags, stop_once_failed_under: None }
     }
 
-    /// Whether a check failed so far.
-    pub fn has_failed(&self) -> bool {
-        self.stream.checks().iter().any(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+    /// Whether the run may stop: a check failed under one of the rules of [`Reporter::stop_once_failed_under`].
+    fn found_what_it_looks_for(&self) -> bool {
+        let Some(rules) = &self.stop_once_failed_under else { return false };
+        self.stream.checks().iter().any(|c| {
+            matches!(c.outcome, CheckOutcome::Failed(_))
+                && (rules.is_empty() || c.rules.iter().any(|r| rules.contains(r)))
+        })
     }
 
     /// Whether a check with these rules (and extra tags) is selected by `--tags`.

@@ -48,6 +48,7 @@ const CAUGHT: &[&str] = &[
     "reused-tx-hash-not-flagged",
     "partially-paid-escrow-expires",
     "auto-release-during-dispute",
+    "stale-role-in-session",
 ];
 
 #[test]
