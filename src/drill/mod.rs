@@ -3,7 +3,12 @@
 //!
 //! Every API call of a drill is a [`Step`] taken by the model and the target side by side ([`Session::step`]), so
 //! each answer is compared and the ledger invariants are checked after each; the drill adds what only it can
-//! see: the provider's side (which payouts it holds, under which idempotency keys) and the clock.
+//! see: the provider's side (which invoices and payouts it holds, under which idempotency keys), the clock, the
+//! attacker's socket, the dead letters and the audit log.
+//!
+//! One engine runs every drill: a drill file picks its fault, actions and expectations from a fixed vocabulary
+//! ([`file`]), and each word is implemented once here (`act`, `expectation`), whichever drill uses it. Each
+//! drill is one check of the suite `drills`, named as the drill, so launch criteria name it `drills/NAME`.
 //!
 //! Drills inject faults and move money: they refuse any target whose profile environment is not `test`.
 
