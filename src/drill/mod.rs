@@ -7,7 +7,7 @@
 //! attacker's socket, the dead letters and the audit log.
 //!
 //! One engine runs every drill: a drill file picks its fault, actions and expectations from a fixed vocabulary
-//! ([`file`]), and each word is implemented once here (`act`, `expectation`), whichever drill uses it. Each
+//! ([`file`](mod@file)), and each word is implemented once here (`act`, `expectation`), whichever drill uses it. Each
 //! drill is one check of the suite `drills`, named as the drill, so launch criteria name it `drills/NAME`.
 //!
 //! Drills inject faults and move money: they refuse any target whose profile environment is not `test`.
