@@ -92,6 +92,10 @@ pub enum EscrowAct {
         exact: bool,
         /// Claim the platform's address (else another).
         right_destination: bool,
+        /// Claim another currency than the escrow's (DRL-4). The generated scenarios never do: the drills do, and a
+        /// step without the field (an older replay file) claims the escrow's currency.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wrong_currency: bool,
     },
 }
 
@@ -339,7 +343,12 @@ fn act() -> impl Strategy<Value = EscrowAct> {
         2 => Just(EscrowAct::Get),
         1 => field().prop_map(EscrowAct::Update),
         4 => (0u8..4, prop::bool::weighted(0.7), prop::bool::weighted(0.8))
-            .prop_map(|(tx, exact, right_destination)| EscrowAct::SubmitProof { tx, exact, right_destination }),
+            .prop_map(|(tx, exact, right_destination)| EscrowAct::SubmitProof {
+                tx,
+                exact,
+                right_destination,
+                wrong_currency: false,
+            }),
     ]
 }
 
@@ -617,12 +626,18 @@ impl Script {
                     EscrowAct::RetryPayout => Op::RetryPayout { escrow: id },
                     EscrowAct::Get => Op::GetEscrow { escrow: id },
                     EscrowAct::Update(field) => Op::UpdateEscrow { escrow: id, field },
-                    EscrowAct::SubmitProof { tx, exact, right_destination } => {
+                    EscrowAct::SubmitProof { tx, exact, right_destination, wrong_currency } => {
                         let claimed = if exact { amount.minor } else { amount.minor / 2 };
+                        // The same count of minor units in another currency: only the currency is wrong.
+                        let currency = if wrong_currency {
+                            Currency::ALL.into_iter().find(|c| *c != amount.currency).unwrap_or(amount.currency)
+                        } else {
+                            amount.currency
+                        };
                         let destination = if right_destination { "platform-wallet" } else { "attacker-wallet" };
                         let proof = Proof {
                             tx_hash: format!("0xproof{tx}"),
-                            amount: Money::from_minor(claimed.max(1), amount.currency),
+                            amount: Money::from_minor(claimed.max(1), currency),
                             destination: destination.to_owned(),
                         };
                         Op::SubmitPaymentProof { escrow: id, proof }

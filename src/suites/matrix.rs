@@ -62,7 +62,10 @@ pub(crate) fn reach(state: &str) -> Option<Vec<Step>> {
         }
         "payment_review" => vec![
             create(Provider::ManualWallet),
-            act(Who::Rightful, EscrowAct::SubmitProof { tx: 0, exact: true, right_destination: true }),
+            act(
+                Who::Rightful,
+                EscrowAct::SubmitProof { tx: 0, exact: true, right_destination: true, wrong_currency: false },
+            ),
         ],
         _ => return None,
     })
@@ -75,7 +78,9 @@ fn escrow_act(op: OperationKind) -> Option<EscrowAct> {
         K::GetEscrow => EscrowAct::Get,
         K::UpdateEscrow => EscrowAct::Update(conform_reference::world::EscrowField::Description),
         K::StartPayment => EscrowAct::StartPayment,
-        K::SubmitPaymentProof => EscrowAct::SubmitProof { tx: 1, exact: true, right_destination: true },
+        K::SubmitPaymentProof => {
+            EscrowAct::SubmitProof { tx: 1, exact: true, right_destination: true, wrong_currency: false }
+        }
         K::CancelEscrow => EscrowAct::Cancel,
         K::MarkDelivered => EscrowAct::MarkDelivered,
         K::ConfirmReceipt => EscrowAct::ConfirmReceipt,

@@ -168,7 +168,7 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
 // ---------------------------------------------------------------------------------------------------------------
 
 /// How the target speaks Socket.IO, from its profile's `[socketio]` section.
-struct Dialect {
+pub(crate) struct Dialect {
     url: String,
     path: String,
     namespace: String,
@@ -193,7 +193,7 @@ fn pointer_or(field: Option<&toml::Spanned<String>>, default: &str) -> String {
 
 impl Dialect {
     /// The dialect, or why no socket can be opened as a user.
-    fn of(session: &Session) -> Result<Dialect, String> {
+    pub(crate) fn of(session: &Session) -> Result<Dialect, String> {
         let profile = session.profile();
         let section = profile.raw().socketio.as_ref().ok_or("the profile has no [socketio] section")?;
         let auth = profile.socketio_auth();
@@ -240,7 +240,7 @@ impl Dialect {
     }
 
     /// A socket authenticated as the profile says (auth payload and/or cookie); `None` is a socket with neither.
-    fn config(&self, token: Option<&str>) -> ClientConfig {
+    pub(crate) fn config(&self, token: Option<&str>) -> ClientConfig {
         let mut config = self.base();
         let Some(token) = token else { return config };
         if let Some(auth) = &self.auth
@@ -350,7 +350,7 @@ fn ack_cell(session: &Session, ack: &Ack) -> Result<Cell, String> {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// The end of a CONNECT.
-enum Connect {
+pub(crate) enum Connect {
     Accepted(Box<SocketIoClient>),
     /// CONNECT_ERROR, with its message.
     Refused(String),
@@ -358,7 +358,7 @@ enum Connect {
     Failed(SocketIoError),
 }
 
-async fn connect(config: ClientConfig) -> Connect {
+pub(crate) async fn connect(config: ClientConfig) -> Connect {
     match SocketIoClient::connect(config).await {
         Ok(client) => Connect::Accepted(Box::new(client)),
         Err(SocketIoError::ConnectRefused { message, .. }) => Connect::Refused(message),
@@ -367,7 +367,7 @@ async fn connect(config: ClientConfig) -> Connect {
 }
 
 /// Whether an error means the server refused (rather than did not answer).
-fn is_refusal(e: &SocketIoError) -> bool {
+pub(crate) fn is_refusal(e: &SocketIoError) -> bool {
     matches!(
         e,
         SocketIoError::ConnectRefused { .. }

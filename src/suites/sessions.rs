@@ -211,7 +211,11 @@ fn reused_tx_hash_flagged(session: &mut Session) -> CheckOutcome {
     }
     let create =
         Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::ManualWallet, extra: None };
-    let proof = act(0, Who::Rightful, EscrowAct::SubmitProof { tx: 0, exact: true, right_destination: true });
+    let proof = act(
+        0,
+        Who::Rightful,
+        EscrowAct::SubmitProof { tx: 0, exact: true, right_destination: true, wrong_currency: false },
+    );
     let steps = [create.clone(), proof.clone(), create, proof, act(0, Who::Rightful, EscrowAct::ApproveProof)];
     answers(session, &steps, OperationKind::ApproveProof)
 }
