@@ -46,6 +46,13 @@ const CAUGHT: &[&str] = &[
     "no-sign-in-rate-limit",
     "refused-admin-calls-not-audited",
     "reused-tx-hash-not-flagged",
+    // Through [fixtures.configure]: passkeys (the sessions suite) and a disabled provider (the webhooks suite).
+    "reusable-passkey-challenge",
+    "passkey-signature-unchecked",
+    "passkey-counter-not-checked",
+    "counterless-passkey-refused",
+    "passkeys-switch-ignored",
+    "disabled-provider-accepts",
 ];
 
 #[test]

@@ -105,6 +105,18 @@ catalog! {
     /// Passkey challenges can be used again.
     ReusablePasskeyChallenge = "reusable-passkey-challenge", ["SES-8"], ["T08"],
         "a passkey challenge is not consumed, so a captured assertion can be replayed";
+    /// Passkey signatures are not verified.
+    PasskeySignatureUnchecked = "passkey-signature-unchecked", ["SES-8"], ["T08"],
+        "an assertion naming a registered credential is accepted without verifying its signature against that credential's key";
+    /// The passkey sign counter is never compared.
+    PasskeyCounterNotChecked = "passkey-counter-not-checked", ["SES-8"], ["T08"],
+        "the sign counter is stored but never compared, so a cloned authenticator's assertions are accepted";
+    /// Assertions with a counter of 0 are refused.
+    CounterlessPasskeyRefused = "counterless-passkey-refused", ["SES-8"], ["T08"],
+        "an assertion whose sign counter is 0 is refused as not increasing, so synced passkeys cannot sign in";
+    /// The passkey switch is read once at start.
+    PasskeysSwitchIgnored = "passkeys-switch-ignored", ["SES-8"], ["T08"],
+        "the passkey module keeps the switch it read at start: switched off at run time, its routes keep working";
     // §6 webhooks
     /// The signature is checked over re-serialized JSON.
     SignatureOverReserializedJson = "signature-over-reserialized-json", ["WH-1"], ["T03"],
