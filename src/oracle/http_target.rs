@@ -136,7 +136,6 @@ impl HttpTarget {
         run_tag: String,
     ) -> HttpTarget {
         HttpTarget {
-            profile,
             http,
             shkeeper,
             shkeeper_key,
@@ -156,7 +155,8 @@ impl HttpTarget {
             last_delivery: None,
             payment_metadata: None,
             passkey: passkeys::PasskeyState::default(),
-            switches: passkeys::Switches::default(),
+            switches: passkeys::Switches::unknown(&profile),
+            profile,
         }
     }
 

@@ -39,6 +39,16 @@ pub(super) struct Switches {
     disabled: Vec<Provider>,
 }
 
+impl Switches {
+    /// Before anything is sent: with the fixture, the passkey switch counts as set against the profile's
+    /// declaration, so the first scenario puts it as declared (a target started separately may have been
+    /// started otherwise).
+    pub(super) fn unknown(profile: &crate::profile::Profile) -> Switches {
+        let declared = profile.capabilities().passkeys;
+        Switches { passkeys: profile.configure_route().map(|_| !declared), disabled: Vec::new() }
+    }
+}
+
 /// The creation options a target-independent registration uses, for authenticators whose credential the target
 /// must never have registered.
 fn offline_options(rp_id: &str) -> Value {

@@ -131,7 +131,7 @@ catalog! {
     RacyWebhookDedup = "racy-webhook-dedup", ["WH-4", "LED-6"], ["T04", "T06"],
         "deduplication checks for the event, yields, then inserts: parallel deliveries both apply";
     /// Failed deliveries are dropped.
-    DeadLetterDropped = "dead-letter-dropped", ["WH-5"], ["T03", "T05"],
+    DeadLetterDropped = "dead-letter-dropped", ["WH-5", "PRV-3"], ["T03", "T05"],
         "deliveries that fail verification or processing are logged and dropped, not dead-lettered";
     /// The old webhook secret keeps working after a rotation.
     OldSecretAfterRotation = "old-secret-after-rotation", ["WH-8"], ["T05"],
