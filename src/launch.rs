@@ -134,6 +134,8 @@ pub async fn launch(request: LaunchRequest<'_>) -> Result<Launched, Error> {
             let config = TargetConfig {
                 faults: request.faults.clone(),
                 test_mode: true,
+                // As the profile declares it launched (its `capabilities.passkeys`): the model starts so too.
+                passkeys_enabled: profile.capabilities().passkeys,
                 shkeeper_url: Some(sims.shkeeper.base_url()),
                 shkeeper_api_key: sims.shkeeper.config().api_key.clone(),
                 request_network_url: Some(sims.request_network.base_url()),

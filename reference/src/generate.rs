@@ -17,7 +17,7 @@ use crate::ids::{ApprovalId, DeadLetterId, EscrowId, UserId};
 use crate::ledger::Provider;
 use crate::money::{Currency, Money};
 use crate::providers::{ProviderStatus, invoice_external_id, payout_idempotency_key};
-use crate::sessions::{AccessToken, ClientId, RefreshToken, SignInName, Tokens};
+use crate::sessions::{AccessToken, Assertion, Challenge, ClientId, CredentialId, RefreshToken, SignInName, Tokens};
 
 /// The next request of a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +235,26 @@ pub enum Step {
         /// Seconds.
         seconds: i64,
     },
+    /// SES-8: a cast member registers a passkey: a registration challenge, then the new credential.
+    PasskeyRegister {
+        /// Cast index.
+        actor: u8,
+        /// The authenticator keeps a signature counter (else it always sends 0, as synced passkeys do).
+        counter: bool,
+    },
+    /// SES-8: a passkey sign-in (a sign-in challenge first, when none is pending), with a passkey registered in
+    /// this scenario.
+    PasskeySignIn {
+        /// Which passkey, by registration order from the latest backwards (modulo the count).
+        passkey: u8,
+        /// What the authenticator sends.
+        assertion: PasskeyAssertion,
+    },
+    /// Environment: the deployment switches passkeys on or off (a test fixture of the target).
+    Passkeys {
+        /// On or off.
+        enabled: bool,
+    },
     /// Someone calls an operation that is not about one escrow's life (sessions, listings, administration); the
     /// authorization matrix probes every principal class with these.
     Call {
@@ -244,6 +264,30 @@ pub enum Step {
         call: Call,
     },
 }
+
+/// The assertion of a [`Step::PasskeySignIn`] (SES-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyAssertion {
+    /// The passkey signs a fresh challenge, its counter one above its last.
+    Genuine,
+    /// The passkey's previous assertion, sent again as it was (its challenge already used).
+    Replayed,
+    /// Signed by another authenticator's key over a fresh challenge, naming this passkey's credential.
+    OtherKey,
+    /// A credential the relying party never registered signs a fresh challenge.
+    Unregistered,
+    /// The passkey signs a fresh challenge with a counter one below the last one the relying party accepted (a
+    /// cloned authenticator); only for a counting passkey accepted at least twice.
+    CounterBack,
+    /// The credential of the latest refused registration (while passkeys were off, say) signs a fresh challenge:
+    /// it must not have been created.
+    RefusedRegistration,
+}
+
+/// The counter an authenticator playing [`PasskeyAssertion::OtherKey`] sends: far above any a genuine passkey of a
+/// scenario reaches, so that only the signature can give the forgery away.
+pub const OTHER_KEY_COUNT: u32 = (1 << 30) + 1;
 
 /// An operation of [`Step::Call`]. Operations on a user act on the third user of the cast, who is party to no
 /// escrow of the matrix's scenarios.
@@ -284,6 +328,13 @@ pub enum Call {
     ReadAuditLog,
     /// LED: the ledger, read by staff.
     ReadLedger,
+    /// SES-8: a registration challenge for the caller.
+    PasskeyRegisterOptions,
+    /// SES-8: a new credential (with a counter) registered against the latest registration challenge issued to
+    /// the caller, or else the latest issued to anyone.
+    PasskeyRegister,
+    /// SES-8: a sign-in challenge.
+    PasskeySignInOptions,
 }
 
 fn cast() -> impl Strategy<Value = u8> {
@@ -414,6 +465,10 @@ pub struct Abilities {
     /// Providers that tell a target a payment is pending (SHKeeper has no such callback: its invoices only report
     /// payments).
     pub pending_callbacks: Vec<Provider>,
+    /// Passkeys are on when a scenario begins (the model's world starts so too).
+    pub passkeys: bool,
+    /// Passkeys can be switched off and on.
+    pub switch_passkeys: bool,
 }
 
 impl Default for Abilities {
@@ -424,6 +479,8 @@ impl Default for Abilities {
             providers: Provider::ALL.to_vec(),
             payout_callbacks: Provider::ALL.to_vec(),
             pending_callbacks: Provider::ALL.to_vec(),
+            passkeys: true,
+            switch_passkeys: true,
         }
     }
 }
@@ -444,6 +501,31 @@ pub struct Script {
     elapsed: i64,
     /// Escrows whose accepted resolution or refund means the provider owes a refund, not a payout.
     refunding: Vec<EscrowId>,
+    /// Registration challenges issued, with the cast member each was issued to.
+    registration_challenges: Vec<(u8, Challenge)>,
+    /// The sign-in challenge issued and not presented yet.
+    sign_in_challenge: Option<Challenge>,
+    /// Passkeys registered, in order.
+    passkeys: Vec<ScriptPasskey>,
+    /// Credentials whose registration was refused, with the cast member who tried.
+    refused_registrations: Vec<(u8, CredentialId)>,
+    /// Credential ids handed out so far (registered or not).
+    credentials_made: u64,
+}
+
+/// What the script knows of one registered passkey.
+#[derive(Debug, Clone, Copy)]
+struct ScriptPasskey {
+    /// The cast member it belongs to (its sign-ins come from that member's client).
+    actor: u8,
+    credential: CredentialId,
+    counter: bool,
+    /// The highest count the authenticator has signed with.
+    signed: u32,
+    /// The count the relying party accepted last.
+    accepted: u32,
+    /// The authenticator's last genuine assertion (its challenge and count), to replay.
+    last: Option<(Challenge, u32)>,
 }
 
 impl Script {
@@ -494,6 +576,47 @@ impl Script {
                 }
             }
             (Op::StartPayment { escrow }, Ok(_)) => self.invoiced.push(escrow),
+            (Op::PasskeyRegisterOptions, Ok(Accepted::Challenge(challenge))) => {
+                if let Some(actor) = self.actor_of(request.auth) {
+                    self.registration_challenges.push((actor, *challenge));
+                }
+            }
+            (Op::PasskeyRegister { challenge, credential, counter }, _) => {
+                // Presented once, the challenge is used whatever the outcome.
+                self.registration_challenges.retain(|(_, c)| *c != challenge);
+                self.credentials_made = self.credentials_made.max(credential.0 + 1);
+                let actor = self.actor_of(request.auth).unwrap_or(0);
+                if outcome.is_ok() {
+                    self.passkeys.push(ScriptPasskey {
+                        actor,
+                        credential,
+                        counter,
+                        signed: 0,
+                        accepted: 0,
+                        last: None,
+                    });
+                } else {
+                    self.refused_registrations.push((actor, credential));
+                }
+            }
+            (Op::PasskeySignInOptions, Ok(Accepted::Challenge(challenge))) => self.sign_in_challenge = Some(*challenge),
+            (Op::PasskeySignIn { assertion, .. }, _) => {
+                if self.sign_in_challenge == Some(assertion.challenge) {
+                    self.sign_in_challenge = None;
+                }
+                self.credentials_made = self.credentials_made.max(assertion.credential.0 + 1);
+                let replayed = matches!(step, Some(Step::PasskeySignIn { assertion: PasskeyAssertion::Replayed, .. }));
+                if let Some(passkey) = self.passkeys.iter_mut().find(|p| p.credential == assertion.credential)
+                    && assertion.signature_valid
+                    && !replayed
+                {
+                    passkey.signed = passkey.signed.max(assertion.sign_count);
+                    passkey.last = Some((assertion.challenge, assertion.sign_count));
+                    if outcome.is_ok() {
+                        passkey.accepted = assertion.sign_count;
+                    }
+                }
+            }
             (_, Ok(Accepted::PendingApproval(id))) => self.approvals.push(*id),
             (Op::AdvanceClock { seconds }, Ok(_)) => self.elapsed += seconds.max(0),
             (Op::StepUp { .. }, Ok(_)) => {
@@ -513,6 +636,18 @@ impl Script {
             }
             _ => {}
         }
+    }
+
+    /// The cast member holding this access token.
+    fn actor_of(&self, auth: Option<AccessToken>) -> Option<u8> {
+        let auth = auth?;
+        self.credentials.iter().position(|c| c.access == Some(auth)).map(|i| i as u8)
+    }
+
+    /// The latest registration challenge issued to `actor`, or else to anyone.
+    fn registration_challenge(&self, actor: Option<u8>) -> Option<Challenge> {
+        let own = self.registration_challenges.iter().rev().find(|(a, _)| Some(*a) == actor);
+        own.or(self.registration_challenges.last()).map(|(_, c)| *c)
     }
 
     fn remember(&mut self, user: UserId, tokens: Tokens, rotated: bool) {
@@ -718,6 +853,58 @@ impl Script {
                 send(Op::SetProviderStatus { provider: *provider, status: *status })
             }
             Step::Clock { seconds } => send(Op::AdvanceClock { seconds: *seconds }),
+            Step::Passkeys { .. } if !self.abilities.switch_passkeys => None,
+            Step::Passkeys { enabled } => send(Op::SetPasskeys { enabled: *enabled }),
+            Step::PasskeyRegister { actor, counter } => {
+                match self.registration_challenges.iter().rev().find(|(a, _)| a == actor) {
+                    // The challenge first: a request of its own, then the step is planned again.
+                    None => match call(Some(*actor), Op::PasskeyRegisterOptions)? {
+                        Planned::Call(request) => Some(Planned::Prepare(request)),
+                        sign_in => Some(sign_in),
+                    },
+                    Some((_, challenge)) => {
+                        let credential = CredentialId(self.credentials_made);
+                        call(Some(*actor), Op::PasskeyRegister { challenge: *challenge, credential, counter: *counter })
+                    }
+                }
+            }
+            Step::PasskeySignIn { passkey, assertion } => {
+                let n = self.passkeys.len();
+                let pk = n.checked_sub(1 + *passkey as usize % n.max(1)).and_then(|i| self.passkeys.get(i)).copied();
+                let refused = self.refused_registrations.last().copied();
+                let actor = match assertion {
+                    PasskeyAssertion::RefusedRegistration => refused?.0,
+                    _ => pk?.actor,
+                };
+                let client = ClientId(u32::from(actor));
+                let sign = |challenge: Challenge, credential: CredentialId, sign_count: u32, signature_valid: bool| {
+                    let assertion = Assertion { challenge, credential, sign_count, signature_valid };
+                    send(Op::PasskeySignIn { assertion, client })
+                };
+                // A fresh challenge, asked for first when none is pending.
+                let fresh =
+                    |credential: CredentialId, sign_count: u32, signature_valid: bool| match self.sign_in_challenge {
+                        None => Some(Planned::Prepare(Request::anonymous(Op::PasskeySignInOptions))),
+                        Some(challenge) => sign(challenge, credential, sign_count, signature_valid),
+                    };
+                if let (PasskeyAssertion::RefusedRegistration, Some((_, credential))) = (assertion, refused) {
+                    return fresh(credential, 1, true);
+                }
+                let pk = pk?;
+                match assertion {
+                    PasskeyAssertion::Genuine => fresh(pk.credential, if pk.counter { pk.signed + 1 } else { 0 }, true),
+                    PasskeyAssertion::Replayed => {
+                        let (challenge, count) = pk.last?;
+                        sign(challenge, pk.credential, count, true)
+                    }
+                    PasskeyAssertion::OtherKey => fresh(pk.credential, OTHER_KEY_COUNT, false),
+                    PasskeyAssertion::Unregistered => fresh(CredentialId(self.credentials_made), 1, true),
+                    PasskeyAssertion::CounterBack if pk.counter && pk.accepted >= 2 => {
+                        fresh(pk.credential, pk.accepted - 1, true)
+                    }
+                    PasskeyAssertion::CounterBack | PasskeyAssertion::RefusedRegistration => None,
+                }
+            }
             Step::Call { who, call: what } => {
                 let (buyer, seller) = self.escrow(0).map_or((0, 1), |(_, buyer, seller, ..)| (buyer, seller));
                 let actor = self.actor_index(*who, None, buyer, seller);
@@ -750,6 +937,13 @@ impl Script {
                     Call::ListDeadLetters => Op::ListDeadLetters,
                     Call::ReadAuditLog => Op::ReadAuditLog,
                     Call::ReadLedger => Op::ReadLedger,
+                    Call::PasskeyRegisterOptions => Op::PasskeyRegisterOptions,
+                    Call::PasskeyRegister => Op::PasskeyRegister {
+                        challenge: self.registration_challenge(actor)?,
+                        credential: CredentialId(self.credentials_made),
+                        counter: true,
+                    },
+                    Call::PasskeySignInOptions => Op::PasskeySignInOptions,
                 };
                 if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }
             }
@@ -771,7 +965,7 @@ pub fn run_on_model(
         after_each(world, None, &request, &outcome);
     }
     for step in steps {
-        // At most a sign-in, a step-up and the call itself.
+        // At most a sign-in, a step-up or a passkey challenge, and the call itself.
         for _ in 0..3 {
             let Some(planned) = script.plan(step) else { break };
             let (request, again) = match planned {

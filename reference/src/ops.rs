@@ -130,6 +130,18 @@ operations! {
 }
 
 impl OperationKind {
+    /// Whether it is one of the four passkey ceremonies' steps (SES-8), which answer `passkeys_disabled` to
+    /// everyone while passkeys are switched off.
+    pub const fn is_passkey(self) -> bool {
+        matches!(
+            self,
+            OperationKind::PasskeyRegisterOptions
+                | OperationKind::PasskeyRegister
+                | OperationKind::PasskeySignInOptions
+                | OperationKind::PasskeySignIn
+        )
+    }
+
     /// Looks an operation up by name, with the valid names in the error.
     pub fn parse(name: &str) -> Result<OperationKind, UnknownOperation> {
         OperationKind::ALL

@@ -33,7 +33,8 @@ use crate::providers::{
 };
 use crate::refusal::Refusal;
 use crate::sessions::{
-    AccessToken, ClientId, RefreshToken, SessionConfig, SessionStore, SessionSummary, SignInName, Tokens,
+    AccessToken, Assertion, Challenge, ChallengePurpose, ClientId, CredentialId, PasskeyRegistry, RefreshToken,
+    SessionConfig, SessionStore, SessionSummary, SignInName, Tokens,
 };
 
 /// The backend's parameters; [`Config::default`] is SPEC's.
@@ -53,6 +54,9 @@ pub struct Config {
     pub platform_address: String,
     /// Session parameters.
     pub sessions: SessionConfig,
+    /// Whether the passkey routes are on (SES-8); a deployment opts in, so they start off.
+    #[serde(default)]
+    pub passkeys_enabled: bool,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             stuck_payout_seconds: 3600,
             platform_address: "platform-wallet".to_owned(),
             sessions: SessionConfig::default(),
+            passkeys_enabled: false,
         }
     }
 }
@@ -209,6 +214,28 @@ pub enum Op {
     },
     /// SES-7.
     ChangePassword,
+    /// SES-8: a registration challenge for the caller's account.
+    PasskeyRegisterOptions,
+    /// SES-8: the caller registers a new credential against a registration challenge.
+    PasskeyRegister {
+        /// The challenge the authenticator signed.
+        challenge: Challenge,
+        /// The new credential.
+        credential: CredentialId,
+        /// Whether the authenticator keeps a signature counter (as hardware keys do; synced passkeys send 0). Its
+        /// first count is 0 either way, so the model decides nothing by it: it tells a target adapter which kind of
+        /// authenticator to play.
+        counter: bool,
+    },
+    /// SES-8: a sign-in challenge (public).
+    PasskeySignInOptions,
+    /// SES-8: a sign-in with a passkey assertion (public: the assertion authenticates).
+    PasskeySignIn {
+        /// What the assertion says, and whether its signature verifies.
+        assertion: Assertion,
+        /// The client signing in (SES-10 counts passkey sign-ins too).
+        client: ClientId,
+    },
     /// ESC-1.
     CreateEscrow {
         /// The seller.
@@ -354,6 +381,11 @@ pub enum Op {
         /// Seconds.
         seconds: i64,
     },
+    /// Environment: the deployment switches passkeys on or off (SES-8); registered credentials are kept.
+    SetPasskeys {
+        /// On or off.
+        enabled: bool,
+    },
 }
 
 impl Op {
@@ -361,7 +393,9 @@ impl Op {
     pub fn kind(&self) -> Option<OperationKind> {
         use OperationKind as K;
         Some(match self {
-            Op::CreateUser { .. } | Op::SetProviderStatus { .. } | Op::AdvanceClock { .. } => return None,
+            Op::CreateUser { .. } | Op::SetProviderStatus { .. } | Op::AdvanceClock { .. } | Op::SetPasskeys { .. } => {
+                return None;
+            }
             Op::SignIn { .. } => K::SignIn,
             Op::Refresh { .. } => K::Refresh,
             Op::Logout => K::Logout,
@@ -369,6 +403,10 @@ impl Op {
             Op::RevokeOwnSession { .. } => K::RevokeOwnSession,
             Op::StepUp { .. } => K::StepUp,
             Op::ChangePassword => K::ChangePassword,
+            Op::PasskeyRegisterOptions => K::PasskeyRegisterOptions,
+            Op::PasskeyRegister { .. } => K::PasskeyRegister,
+            Op::PasskeySignInOptions => K::PasskeySignInOptions,
+            Op::PasskeySignIn { .. } => K::PasskeySignIn,
             Op::CreateEscrow { .. } => K::CreateEscrow,
             Op::GetEscrow { .. } => K::GetEscrow,
             Op::ListEscrows => K::ListEscrows,
@@ -427,6 +465,8 @@ pub enum Accepted {
     User(UserId),
     /// New tokens (sign-in, refresh).
     Tokens(Tokens),
+    /// A passkey ceremony's challenge (SES-8).
+    Challenge(Challenge),
     /// An escrow (created, read or changed).
     Escrow(EscrowId),
     /// A filtered list of escrows.
@@ -584,6 +624,7 @@ pub struct World {
     requests: u64,
     users: Vec<UserRecord>,
     sessions: SessionStore,
+    passkeys: PasskeyRegistry,
     escrows: Vec<Escrow>,
     ledger: Ledger,
     approvals: Vec<Approval>,
@@ -621,6 +662,7 @@ impl World {
     pub fn new(config: Config, now: Timestamp) -> World {
         World {
             sessions: SessionStore::new(config.sessions),
+            passkeys: PasskeyRegistry::new(config.passkeys_enabled),
             config,
             now,
             requests: 0,
@@ -706,6 +748,11 @@ impl World {
     fn dispatch(&mut self, caller: Caller, request: &Request) -> Outcome {
         let now = self.now;
         if let Some(kind) = request.op.kind() {
+            // Switched off, the passkey routes do not exist for anyone, signed in or not (SES-8): the switch is
+            // checked before who may call them.
+            if kind.is_passkey() && !self.passkeys.is_enabled() {
+                return Err(Refusal::PasskeysDisabled);
+            }
             let parties = request.op.escrow().and_then(|id| self.parties(id));
             authorize(&caller.principal, kind, parties, now)?;
         }
@@ -749,6 +796,33 @@ impl World {
             }
             Op::ChangePassword => {
                 self.sessions.on_password_change(me()?, Some(session()?), now);
+                Ok(Accepted::Done)
+            }
+            Op::PasskeyRegisterOptions => {
+                let purpose = ChallengePurpose::Registration { user: me()? };
+                Ok(Accepted::Challenge(self.passkeys.issue_challenge(purpose, now)?))
+            }
+            Op::PasskeyRegister { challenge, credential, .. } => {
+                // The registration is checked against the challenge's account after it is made, as the targets do:
+                // a challenge of another account never gives the caller a credential.
+                let owner = self.passkeys.register(*challenge, *credential, 0, now)?;
+                if owner != me()? {
+                    return Err(Refusal::InvalidCredentials);
+                }
+                Ok(Accepted::Done)
+            }
+            Op::PasskeySignInOptions => {
+                Ok(Accepted::Challenge(self.passkeys.issue_challenge(ChallengePurpose::SignIn, now)?))
+            }
+            Op::PasskeySignIn { assertion, client } => {
+                let user = self.passkeys.verify_assertion(*assertion, now)?;
+                if self.users.get(user.0 as usize).is_none_or(|u| u.deleted) {
+                    return Err(Refusal::InvalidCredentials);
+                }
+                self.sessions.sign_in_with_passkey(user, *client, now).map(Accepted::Tokens)
+            }
+            Op::SetPasskeys { enabled } => {
+                self.passkeys.set_enabled(*enabled);
                 Ok(Accepted::Done)
             }
             Op::CreateEscrow { seller, amount, provider, extra } => {

@@ -142,7 +142,8 @@ impl Differential {
     /// Starts a scenario on a fresh model and on `target`: the cast's setup requests.
     pub async fn begin<T: Target>(target: &mut T, abilities: &Abilities) -> Differential {
         let mut differential = Differential {
-            world: World::new(Config::default(), EPOCH),
+            // Passkeys start as the target's do when a scenario begins.
+            world: World::new(Config { passkeys_enabled: abilities.passkeys, ..Config::default() }, EPOCH),
             script: Script::with_abilities(abilities.clone()),
             checker: Checker::new(),
             run: DifferentialRun::default(),
@@ -162,7 +163,7 @@ impl Differential {
         if self.stopped() {
             return false;
         }
-        // At most a sign-in, a step-up and the call itself, as on the model alone.
+        // At most a sign-in, a step-up or a passkey challenge, and the call itself, as on the model alone.
         for _ in 0..3 {
             let Some(planned) = self.script.plan(step) else { break };
             let (request, again) = match planned {
@@ -285,7 +286,8 @@ pub struct ModelTarget {
 
 impl Default for ModelTarget {
     fn default() -> Self {
-        ModelTarget { world: World::new(Config::default(), EPOCH) }
+        // Passkeys on, as `Abilities::default` says a scenario begins.
+        ModelTarget { world: World::new(Config { passkeys_enabled: true, ..Config::default() }, EPOCH) }
     }
 }
 

@@ -20,6 +20,8 @@ use conform_reference::world::{Accepted, NoticeKind, Op, Outcome, Request, World
 use reqwest::Method;
 use serde_json::{Value, json};
 
+mod passkeys;
+
 use super::Observed;
 use super::differential::{LedgerView, Target};
 use crate::drive::http::{HttpDriver, Request as HttpRequest, Response};
@@ -113,6 +115,10 @@ pub struct HttpTarget {
     last_delivery: Option<SentDelivery>,
     /// The escrow the next SHKeeper payment callback names in its metadata ([`HttpTarget::name_escrow_in_next_payment`]).
     payment_metadata: Option<EscrowId>,
+    /// This scenario's passkey exchanges.
+    passkey: passkeys::PasskeyState,
+    /// What conform switched on the target through `[fixtures.configure]`, until it is put back.
+    switches: passkeys::Switches,
 }
 
 fn now_seconds() -> i64 {
@@ -130,7 +136,6 @@ impl HttpTarget {
         run_tag: String,
     ) -> HttpTarget {
         HttpTarget {
-            profile,
             http,
             shkeeper,
             shkeeper_key,
@@ -149,6 +154,9 @@ impl HttpTarget {
             rotation: None,
             last_delivery: None,
             payment_metadata: None,
+            passkey: passkeys::PasskeyState::default(),
+            switches: passkeys::Switches::unknown(&profile),
+            profile,
         }
     }
 
@@ -332,9 +340,7 @@ impl HttpTarget {
         // Each cast member signs in from its own client address (SES-10 limits per client).
         // The model starts every scenario with fresh limits; the target remembers earlier scenarios' attempts, so
         // each scenario's clients get addresses of their own.
-        let scenario = self.scenarios;
-        let address = format!("10.{}.{}.{}", (scenario / 250) % 250, scenario % 250, client % 250 + 1);
-        let headers = vec![("X-Forwarded-For".to_owned(), address)];
+        let headers = vec![("X-Forwarded-For".to_owned(), self.client_address(client))];
         match self.send(&rendered.method, &rendered.path, headers, rendered.body).await {
             Err(reason) => Observed::Unknown { reason },
             Ok(response) => {
@@ -343,6 +349,12 @@ impl HttpTarget {
                 observed
             }
         }
+    }
+
+    /// The address cast member `client` signs in from in this scenario.
+    fn client_address(&self, client: u32) -> String {
+        let scenario = self.scenarios;
+        format!("10.{}.{}.{}", (scenario / 250) % 250, scenario % 250, client % 250 + 1)
     }
 
     fn learn_tokens(&mut self, response: &Response, predicted: &Outcome) {
@@ -980,11 +992,15 @@ impl Target for HttpTarget {
         self.rotation = None;
         self.last_delivery = None;
         self.ids = Ids::default();
+        self.passkey = passkeys::PasskeyState::default();
         // The target's clock keeps its offset: the model's clock starts again, but the target's cannot go back.
     }
 
     async fn execute(&mut self, request: &Request, predicted: &Outcome, model: &World) -> Observed {
         if self.dead_letter_start.is_none() {
+            // The model starts with passkeys as launched and every provider on: so must the target. A switch that
+            // cannot be put back shows as differences in this scenario.
+            let _ = self.restore_configuration().await;
             // Where this scenario's dead letters begin, before any of them can exist.
             self.refresh_dead_letters().await;
         }
@@ -1002,8 +1018,14 @@ impl Target for HttpTarget {
                     use crate::simulate::Outage;
                     self.shkeeper.set_outage(if status.available { Outage::None } else { Outage::Unavailable });
                 }
-                Observed::Accepted { status: 200, state: None }
+                // Switching a provider off or on is the target's configuration (PRV-3).
+                self.switch_provider(*provider, status.enabled).await
             }
+            Op::SetPasskeys { enabled } => self.switch_passkeys(*enabled).await,
+            Op::PasskeyRegisterOptions
+            | Op::PasskeyRegister { .. }
+            | Op::PasskeySignInOptions
+            | Op::PasskeySignIn { .. } => self.passkey_call(request, predicted, model).await,
             Op::AdvanceClock { seconds } => match self.profile.clock_route() {
                 None => Observed::Unknown { reason: "the profile has no test clock".into() },
                 Some(route) => match route.render(&Vars::new().with("seconds", *seconds)) {

@@ -1103,6 +1103,29 @@ impl Validator<'_> {
             }
         }
         let Some(fixtures) = &raw.fixtures else { return Ok(()) };
+        if let Some(configure) = &fixtures.configure {
+            let c = configure.get_ref();
+            self.method(&c.method, "fixtures.configure.method")?;
+            self.path(&c.path, "fixtures.configure.path", template::CONFIGURE_VARIABLES)?;
+            let body = c.body.as_ref().ok_or_else(|| {
+                self.err(
+                    configure.span(),
+                    "fixtures.configure.body",
+                    "the configuration fixture needs a body naming {passkeys_enabled}, {provider} and {enabled}",
+                )
+            })?;
+            let json = self.body(body, "fixtures.configure.body", template::CONFIGURE_VARIABLES)?;
+            let text = json.to_string();
+            for variable in template::CONFIGURE_VARIABLES {
+                if !text.contains(&format!("{{{variable}}}")) {
+                    return Err(self.err(
+                        body.span(),
+                        "fixtures.configure.body",
+                        format!("the body never names {{{variable}}}: the switch it carries could not be sent"),
+                    ));
+                }
+            }
+        }
         let cu = fixtures.create_user.get_ref();
         let allowed = template::FIXTURE_VARIABLES;
         match (&cu.command, &cu.path) {
@@ -1239,6 +1262,20 @@ impl Profile {
         let cu = self.raw.fixtures.as_ref()?.create_user.get_ref();
         let argv = cu.command.as_ref()?.get_ref().clone();
         Some(FixtureCommand { argv, id_pointer: cu.id_pointer.get_ref().clone() })
+    }
+
+    /// `[fixtures.configure]`, the route that switches passkeys or a provider on a running target (variables
+    /// `{passkeys_enabled}`, `{provider}`, `{enabled}`).
+    pub fn configure_route(&self) -> Option<FixtureRoute> {
+        let c = self.raw.fixtures.as_ref()?.configure.as_ref()?.get_ref();
+        Some(FixtureRoute {
+            name: "fixtures.configure",
+            method: c.method.get_ref().to_ascii_uppercase(),
+            path: c.path.get_ref().clone(),
+            body: c.body.as_ref().map(|b| body_json(b.get_ref())),
+            expect: c.expect.clone().unwrap_or_else(|| vec![200]),
+            id_pointer: None,
+        })
     }
 
     /// `[clock]`, the test clock's route (variable `{seconds}`).

@@ -271,6 +271,9 @@ pub struct FixturesSection {
     /// `[fixtures.roles]`: canonical role (`user`, `support`, `admin`) → the target's role name.
     #[serde(default)]
     pub roles: BTreeMap<Spanned<String>, String>,
+    /// `[fixtures.configure]`: switches the running target's configuration (passkeys, a provider).
+    #[serde(default)]
+    pub configure: Option<Spanned<RouteSection>>,
 }
 
 /// `[fixtures.create_user]`: a route or a command.
@@ -296,7 +299,7 @@ pub struct CreateUserSection {
     pub id_pointer: Spanned<String>,
 }
 
-/// A plain route (`[clock]`).
+/// A plain route (`[clock]`, `[fixtures.configure]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {

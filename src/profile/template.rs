@@ -60,6 +60,10 @@ pub const OPERATION_VARIABLES: &[&str] = &[
 /// Variables of `[fixtures.create_user]`.
 pub const FIXTURE_VARIABLES: &[&str] = &["role", "username", "password", "totp_seed"];
 
+/// Variables of `[fixtures.configure]`: `{passkeys_enabled}` (a boolean) alone, or `{provider}` (the profile's
+/// name for it) with `{enabled}` (a boolean); the fields of the variables not given are left out.
+pub const CONFIGURE_VARIABLES: &[&str] = &["passkeys_enabled", "provider", "enabled"];
+
 /// Variables of `[clock]`.
 pub const CLOCK_VARIABLES: &[&str] = &["seconds"];
 

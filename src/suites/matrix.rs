@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use conform_reference::authz::PrincipalClass;
-use conform_reference::generate::{Call, EscrowAct, Portion, Step, Who, run_on_model};
+use conform_reference::generate::{Call, EscrowAct, PasskeyAssertion, Portion, Step, Who, run_on_model};
 use conform_reference::ledger::Provider;
 use conform_reference::model_suite::EPOCH;
 use conform_reference::ops::OperationKind;
@@ -132,6 +132,12 @@ fn platform_call(op: OperationKind) -> Option<(Call, Vec<Step>)> {
         K::ListDeadLetters => (Call::ListDeadLetters, vec![]),
         K::ReadAuditLog => (Call::ReadAuditLog, vec![]),
         K::ReadLedger => (Call::ReadLedger, vec![]),
+        K::PasskeyRegisterOptions => (Call::PasskeyRegisterOptions, vec![]),
+        // The first user's challenge first, so that a caller with none of its own (anonymous) has one to name;
+        // the caller's own comes in `cell_scenario`.
+        K::PasskeyRegister => {
+            (Call::PasskeyRegister, vec![Step::Call { who: Who::Buyer, call: Call::PasskeyRegisterOptions }])
+        }
         _ => return None,
     })
 }
@@ -161,7 +167,10 @@ fn cell_scenario(row: &MatrixRow, op: OperationKind, class: PrincipalClass) -> R
             };
         }
         (setup, act(who, act_))
-    } else if let Some((call, setup)) = platform_call(op) {
+    } else if let Some((call, mut setup)) = platform_call(op) {
+        if op == OperationKind::PasskeyRegister {
+            setup.push(Step::Call { who, call: Call::PasskeyRegisterOptions });
+        }
         (setup, Step::Call { who, call })
     } else {
         // Public operations: the caller's class does not matter, so each class signs in (or refreshes) as the
@@ -175,6 +184,12 @@ fn cell_scenario(row: &MatrixRow, op: OperationKind, class: PrincipalClass) -> R
         };
         match op {
             OperationKind::SignIn => (vec![], Step::SignIn { actor, password_ok: true }),
+            OperationKind::PasskeySignInOptions => (vec![], Step::Call { who, call: Call::PasskeySignInOptions }),
+            // The class's cast member registers a passkey and signs in with it.
+            OperationKind::PasskeySignIn => (
+                vec![Step::PasskeyRegister { actor, counter: true }],
+                Step::PasskeySignIn { passkey: 0, assertion: PasskeyAssertion::Genuine },
+            ),
             OperationKind::Refresh => {
                 (vec![Step::SignIn { actor, password_ok: true }], Step::Refresh { actor, reuse: false })
             }
@@ -198,7 +213,8 @@ fn cell_scenario(row: &MatrixRow, op: OperationKind, class: PrincipalClass) -> R
 /// refusal for another reason than authorization (a forged delivery replayed, a version conflict) means the caller
 /// was authorized.
 fn model_cell(steps: &[Step], op: OperationKind) -> Option<Cell> {
-    let mut world = World::new(Config::default(), EPOCH);
+    // The matrix's passkey cells assume passkeys on (its notes); other operations do not depend on the switch.
+    let mut world = World::new(Config { passkeys_enabled: true, ..Config::default() }, EPOCH);
     let mut last = None;
     run_on_model(&mut world, steps, |_, step, request, outcome| {
         if step == steps.last() && request.op.kind() == Some(op) {
@@ -337,6 +353,13 @@ fn judge_run(session: &mut Session, steps: &[Step]) -> CheckOutcome {
 }
 
 fn judge(session: &mut Session, steps: &[Step], op: OperationKind, expected: Cell) -> CheckOutcome {
+    if op.is_passkey() && !session.abilities.passkeys {
+        return CheckOutcome::Unverified {
+            reason: "the profile declares the target's passkeys off (capabilities.passkeys): the matrix's passkey \
+                     cells assume them on"
+                .to_owned(),
+        };
+    }
     match model_cell(steps, op) {
         None => {
             return CheckOutcome::Unverified {

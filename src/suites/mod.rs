@@ -4,6 +4,7 @@
 pub mod features;
 pub mod matrix;
 pub mod model;
+mod passkeys;
 pub mod properties;
 pub mod races;
 pub mod realtime;

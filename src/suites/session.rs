@@ -112,6 +112,12 @@ impl Session {
         self.runtime.block_on(self.adapter.ledger(model))
     }
 
+    /// Puts back what a check switched through `[fixtures.configure]` (passkeys as launched, every provider on):
+    /// the suites share the target.
+    pub fn restore_configuration(&mut self) -> Result<(), String> {
+        self.runtime.block_on(self.adapter.restore_configuration())
+    }
+
     /// Runs a future on the session's runtime.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
@@ -120,7 +126,9 @@ impl Session {
 
 /// What a profile-bound target can be made to do: the test clock if it has one, SHKeeper escrows (the simulator
 /// stands in for it) and manual-wallet escrows when proofs are bound; Request Network escrows are not generated
-/// against targets yet.
+/// against targets yet. Passkeys start as the profile declares the target launched; they (and providers) can be
+/// switched only through `[fixtures.configure]`, and generated scenarios never switch providers off: the suites
+/// that need it allow it for their own scenarios.
 pub fn abilities_of(profile: &Profile) -> Abilities {
     let mut providers = vec![Provider::Shkeeper];
     if profile.operation(OperationKind::SubmitPaymentProof).is_some() {
@@ -132,5 +140,7 @@ pub fn abilities_of(profile: &Profile) -> Abilities {
         providers,
         payout_callbacks: vec![Provider::Shkeeper],
         pending_callbacks: Vec::new(),
+        passkeys: profile.capabilities().passkeys,
+        switch_passkeys: profile.configure_route().is_some(),
     }
 }

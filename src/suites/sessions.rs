@@ -1,7 +1,8 @@
 //! Targeted scenarios for rules that generated scenarios reach too rarely: refresh-token rotation and reuse
-//! (SES-2, SES-3), the sign-in rate limit (SES-10), the audit trail of refused admin calls (AZ-9), reused proof
-//! hashes (PRV-6), payments in another currency or naming another escrow (LED-10, PRV-5), fee rounding (LED-5), and
-//! the deadlines that fire with no caller (ESC-9, ESC-12) on the target's test clock.
+//! (SES-2, SES-3), passkeys (SES-8, in [`super::passkeys`]), the sign-in rate limit (SES-10), a role change
+//! reaching open sessions (SES-7), the audit trail of refused admin calls (AZ-9), reused proof hashes (PRV-6),
+//! payments in another currency or naming another escrow (LED-10, PRV-5), fee rounding (LED-5), and the deadlines
+//! that fire with no caller (ESC-9, ESC-12) on the target's test clock.
 //!
 //! Each is a fixed sequence of [`Step`]s taken by the model and the target side by side (every request compared,
 //! the ledger invariants checked after each), ending in the request that the claim is about; where the claim is
@@ -25,7 +26,7 @@ use crate::report::CheckOutcome;
 use crate::report::event::Failure;
 
 /// A check: its name, the rules it verifies, and how it runs.
-type Check = (&'static str, &'static [&'static str], fn(&mut Session) -> CheckOutcome);
+pub(super) type Check = (&'static str, &'static [&'static str], fn(&mut Session) -> CheckOutcome);
 
 const CHECKS: &[Check] = &[
     ("a refresh token is refused once it has been used", &["SES-2"], refresh_rotates),
@@ -53,8 +54,9 @@ const CHECKS: &[Check] = &[
 
 /// Runs every check against the session's target.
 pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Error> {
-    let mut suite = reporter.suite("sessions", Some(CHECKS.len() as u64))?;
-    for (name, rules, check) in CHECKS {
+    let checks = CHECKS.iter().chain(super::passkeys::CHECKS);
+    let mut suite = reporter.suite("sessions", Some((CHECKS.len() + super::passkeys::CHECKS.len()) as u64))?;
+    for (name, rules, check) in checks {
         if !suite.selected(rules, &[]) {
             continue;
         }
@@ -87,7 +89,7 @@ fn reached(differential: Differential, probe: OperationKind) -> Result<Different
 }
 
 /// The outcome of a scenario whose claim is its answers alone.
-fn answers(session: &mut Session, steps: &[Step], probe: OperationKind) -> CheckOutcome {
+pub(super) fn answers(session: &mut Session, steps: &[Step], probe: OperationKind) -> CheckOutcome {
     scenario(session, steps, probe).map_or_else(|outcome| *outcome, |_| CheckOutcome::Passed)
 }
 

@@ -449,21 +449,55 @@ fn provider_failure(session: &mut Session, refusals: &mut Refusals, outage: Outa
 /// refused and dead-lettered. Needs a way to switch a provider off on the running target, which the profile
 /// language does not offer yet.
 fn disabled_provider(session: &mut Session, refusals: &mut Refusals) -> (CheckOutcome, u64) {
-    if !session.abilities.switch_providers {
+    if session.profile().configure_route().is_none() {
         return (
             unverified(
-                "the profile offers no way to switch a provider off on a running target (the embedded and the \
-                 TypeScript targets read their disabled providers from their start configuration only)",
+                "the profile has no [fixtures.configure]: no way to switch a provider off on the running target",
             ),
             0,
         );
     }
-    probing(session, refusals, true, |p| {
-        let off = ProviderStatus { enabled: false, available: true };
-        p.step(&Step::ProviderStatus { provider: Provider::Shkeeper, status: off })?;
+    // Generated scenarios never switch providers off; this one does, through the fixture.
+    let switch_providers = std::mem::replace(&mut session.abilities.switch_providers, true);
+    let (outcome, requests) = probing(session, refusals, true, |p| {
+        let status = |enabled| Step::ProviderStatus {
+            provider: Provider::Shkeeper,
+            status: ProviderStatus { enabled, available: true },
+        };
+        // A second escrow whose payment has not started: the latest, escrow 0; the invoiced one is escrow 1.
+        p.step(&Step::Create {
+            buyer: 0,
+            seller: 1,
+            major: 100,
+            currency: 0,
+            provider: Provider::Shkeeper,
+            extra: None,
+        })?;
+        p.step(&status(false))?;
+        p.step(&Step::Act { escrow: 0, who: Who::Rightful, act: EscrowAct::StartPayment })?;
         let entries = p.ledger_len()?;
-        p.step(&pay(GENUINE_EVENT, true))?;
+        let letters = p.session.adapter.dead_letters_seen();
+        let invoiced = Step::Pay {
+            escrow: 1,
+            portion: Portion::Due,
+            wrong_currency: false,
+            event: GENUINE_EVENT,
+            authentic: true,
+        };
+        p.step(&invoiced)?;
+        if p.session.profile().capabilities().dead_letters {
+            // The refused delivery is kept: the adapter read list_dead_letters after it.
+            p.kept("a payment for a disabled provider", letters, &[]).map_err(|f| failed(*f))?;
+        }
         p.unchanged("a payment for a disabled provider", entries)?;
-        p.step(&Step::Call { who: Who::Buyer, call: Call::CreateEscrow })
-    })
+        p.step(&Step::Call { who: Who::Buyer, call: Call::CreateEscrow })?;
+        p.step(&status(true))
+    });
+    session.abilities.switch_providers = switch_providers;
+    match (session.restore_configuration(), outcome) {
+        (Err(reason), CheckOutcome::Passed) => {
+            (unverified(format!("the provider could not be switched back on after the check: {reason}")), requests)
+        }
+        (_, outcome) => (outcome, requests),
+    }
 }

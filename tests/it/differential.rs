@@ -22,6 +22,9 @@ fn abilities() -> Abilities {
         providers: vec![Provider::Shkeeper, Provider::ManualWallet],
         payout_callbacks: vec![Provider::Shkeeper],
         pending_callbacks: Vec::new(),
+        // The target below is started with passkeys off; generated scenarios never switch them.
+        passkeys: false,
+        switch_passkeys: false,
     }
 }
 

@@ -10,6 +10,7 @@ mod features;
 mod gate;
 mod http;
 mod passkey;
+mod passkeys;
 mod peers;
 mod profile;
 mod races;

@@ -188,6 +188,33 @@ fn an_unknown_template_variable_names_the_file_line_and_field() {
 }
 
 #[test]
+fn a_configuration_fixture_that_cannot_carry_its_switches_names_its_line() {
+    let body =
+        "body = { passkeys_enabled = \"{passkeys_enabled}\", provider = \"{provider}\", enabled = \"{enabled}\" }";
+    let (text, error) = broken(body, "body = { passkeys_enabled = \"{passkeys_enabled}\", provider = \"{provider}\" }");
+    assert_eq!(error.line(), Some(line_of(&text, "provider = \"{provider}\" }")), "{error}");
+    assert_eq!(error.field(), Some("fixtures.configure.body"));
+    assert!(error.to_string().contains("never names {enabled}"), "{error}");
+
+    let (text, error) =
+        broken(body, "body = { passkeys = \"{passkeys}\", provider = \"{provider}\", enabled = \"{enabled}\" }");
+    assert_eq!(error.line(), Some(line_of(&text, "{passkeys}")), "{error}");
+    assert_eq!(error.field(), Some("fixtures.configure.body"));
+    assert!(error.to_string().contains("unknown variable `{passkeys}`"), "{error}");
+
+    let (text, error) = broken("path = \"/v1/test/config\"", "path = \"v1/test/config\"");
+    assert_eq!(error.line(), Some(line_of(&text, "\"v1/test/config\"")), "{error}");
+    assert_eq!(error.field(), Some("fixtures.configure.path"));
+
+    // The fixture is optional: without it the profile is valid, and the adapter has no configuration route.
+    let text = std::fs::read_to_string(root().join(EMBEDDED)).expect("profile");
+    let start = text.find("[fixtures.configure]").expect("the embedded profile binds it");
+    let end = start + text[start..].find("\n\n").expect("a blank line after it");
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    assert!(Profile::parse("t.toml", &without).expect("valid").configure_route().is_none());
+}
+
+#[test]
 fn an_unmapped_or_unknown_state_names_the_line() {
     let (text, error) = broken("expired = \"expired\"\n", "");
     assert_eq!(error.line(), Some(line_of(&text, "[states]")), "{error}");

@@ -49,6 +49,13 @@ const CAUGHT: &[&str] = &[
     "partially-paid-escrow-expires",
     "auto-release-during-dispute",
     "stale-role-in-session",
+    // Through [fixtures.configure]: passkeys (the sessions suite) and a disabled provider (the webhooks suite).
+    "reusable-passkey-challenge",
+    "passkey-signature-unchecked",
+    "passkey-counter-not-checked",
+    "counterless-passkey-refused",
+    "passkeys-switch-ignored",
+    "disabled-provider-accepts",
 ];
 
 #[test]

@@ -21,7 +21,8 @@ fn sessions(faults: FaultSet) -> Vec<CheckRecord> {
 #[test]
 fn every_check_passes_on_the_clean_target() {
     let checks = sessions(FaultSet::none());
-    assert_eq!(checks.len(), 8, "{checks:#?}");
+    // Eight of its own and the five passkey checks (tests/it/passkeys.rs).
+    assert_eq!(checks.len(), 13, "{checks:#?}");
     for check in &checks {
         assert_eq!(check.suite, "sessions");
         assert_eq!(check.outcome, CheckOutcome::Passed, "{}: {:?}", check.name, check.outcome);

@@ -34,12 +34,12 @@ fn failed_rules(checks: &[CheckRecord]) -> Vec<&str> {
         .collect()
 }
 
-/// The fault fails exactly the checks of its rule, each with a reproduction.
+/// The fault fails the checks of `rule`, and no check of a rule it does not break, each with a reproduction.
 fn caught(fault: Fault, rule: &str) {
     let checks = webhooks(FaultSet::of([fault]));
     let failed = failed_rules(&checks);
     assert!(failed.contains(&rule), "{fault} not caught under {rule}: {checks:#?}");
-    assert!(failed.iter().all(|r| *r == rule), "{fault} fails other rules too: {failed:?}");
+    assert!(failed.iter().all(|r| fault.info().rules.contains(r)), "{fault} fails other rules too: {failed:?}");
     for check in &checks {
         if let CheckOutcome::Failed(failure) = &check.outcome {
             assert!(!failure.reproduction.is_empty(), "{}: no reproduction", check.name);
@@ -56,7 +56,7 @@ fn the_clean_target_passes_every_check_it_can_be_checked_for() {
         match &check.outcome {
             CheckOutcome::Passed => {}
             CheckOutcome::Unverified { reason } => {
-                // SHKeeper has no pending callback (WH-9), and no profile can switch a provider off (PRV-3).
+                // SHKeeper has no pending callback (WH-9); PRV-3 needs [fixtures.configure] (the embedded profile has it).
                 assert!(check.rules == ["WH-9"] || check.rules == ["PRV-3"], "{}: {reason}", check.name);
             }
             CheckOutcome::Failed(failure) => panic!("{}: {failure:#?}", check.name),

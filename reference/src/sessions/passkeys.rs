@@ -93,7 +93,8 @@ pub enum PasskeyError {
 
 impl PasskeyError {
     /// The refusal on the wire: `passkeys_disabled` when off, `validation_failed` for a credential registered twice,
-    /// and `unauthenticated` for every failed ceremony (the response does not authenticate anyone).
+    /// and `invalid_credentials` (401) for every failed ceremony: the response does not authenticate anyone, as a
+    /// wrong password does not (contracts/openapi.yaml, the passkey authentication route).
     pub const fn refusal(self) -> Refusal {
         match self {
             PasskeyError::Disabled => Refusal::PasskeysDisabled,
@@ -104,7 +105,7 @@ impl PasskeyError {
             | PasskeyError::WrongCeremony
             | PasskeyError::UnknownCredential
             | PasskeyError::BadSignature
-            | PasskeyError::CounterNotIncreased => Refusal::Unauthenticated,
+            | PasskeyError::CounterNotIncreased => Refusal::InvalidCredentials,
         }
     }
 }
@@ -319,7 +320,7 @@ mod tests {
         let response = assertion(challenge, KEY_A, 0);
         assert_eq!(passkeys.verify_assertion(response, T0), Ok(ALICE));
         assert_eq!(passkeys.verify_assertion(response, T0.plus(1)), Err(PasskeyError::ChallengeReplayed));
-        assert_eq!(PasskeyError::ChallengeReplayed.refusal(), Refusal::Unauthenticated);
+        assert_eq!(PasskeyError::ChallengeReplayed.refusal(), Refusal::InvalidCredentials);
     }
 
     #[test]

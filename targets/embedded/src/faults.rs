@@ -111,6 +111,18 @@ catalog! {
     /// Passkey challenges can be used again.
     ReusablePasskeyChallenge = "reusable-passkey-challenge", ["SES-8"], ["T08"],
         "a passkey challenge is not consumed, so a captured assertion can be replayed";
+    /// Passkey signatures are not verified.
+    PasskeySignatureUnchecked = "passkey-signature-unchecked", ["SES-8"], ["T08"],
+        "an assertion naming a registered credential is accepted without verifying its signature against that credential's key";
+    /// The passkey sign counter is never compared.
+    PasskeyCounterNotChecked = "passkey-counter-not-checked", ["SES-8"], ["T08"],
+        "the sign counter is stored but never compared, so a cloned authenticator's assertions are accepted";
+    /// Assertions with a counter of 0 are refused.
+    CounterlessPasskeyRefused = "counterless-passkey-refused", ["SES-8"], ["T08"],
+        "an assertion whose sign counter is 0 is refused as not increasing, so synced passkeys cannot sign in";
+    /// The passkey switch is read once at start.
+    PasskeysSwitchIgnored = "passkeys-switch-ignored", ["SES-8"], ["T08"],
+        "the passkey module keeps the switch it read at start: switched off at run time, its routes keep working";
     // §6 webhooks
     /// The signature is checked over re-serialized JSON.
     SignatureOverReserializedJson = "signature-over-reserialized-json", ["WH-1"], ["T03"],
@@ -125,7 +137,7 @@ catalog! {
     RacyWebhookDedup = "racy-webhook-dedup", ["WH-4", "LED-6"], ["T04", "T06"],
         "deduplication checks for the event, yields, then inserts: parallel deliveries both apply";
     /// Failed deliveries are dropped.
-    DeadLetterDropped = "dead-letter-dropped", ["WH-5"], ["T03", "T05"],
+    DeadLetterDropped = "dead-letter-dropped", ["WH-5", "PRV-3"], ["T03", "T05"],
         "deliveries that fail verification or processing are logged and dropped, not dead-lettered";
     /// The old webhook secret keeps working after a rotation.
     OldSecretAfterRotation = "old-secret-after-rotation", ["WH-8"], ["T05"],

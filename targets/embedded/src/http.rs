@@ -74,6 +74,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/v1/webhooks/standard/{provider}", post(webhook_standard))
         .route("/v1/test/users", post(test_users))
         .route("/v1/test/clock", post(test_clock))
+        .route("/v1/test/config", post(test_config))
         .fallback(fallback)
         .with_state(app)
         .layer(axum::middleware::from_fn(access_log))
@@ -389,7 +390,7 @@ async fn step_up(AxState(app): AxState<App>, req: Request) -> Response {
             st.authorize(Some(&caller), Op::StepUp, None)?;
             let o = req.object(&["password", "totp", "passkey"], &[])?;
             if let Some(passkey) = o.get("passkey") {
-                passkeys_on(&app)?;
+                passkeys_on(&st)?;
                 let Value::Object(credential) = passkey else {
                     return Err(ApiError::validation("passkey must be a credential object"));
                 };
@@ -421,8 +422,10 @@ async fn change_password(AxState(app): AxState<App>, req: Request) -> Response {
     )
 }
 
-fn passkeys_on(app: &Shared) -> Result<(), ApiError> {
-    if app.cfg.passkeys_enabled { Ok(()) } else { Err(Refusal::PasskeysDisabled.into()) }
+/// The switch as it is now: `/v1/test/config` can turn it at run time, so it lives in the state, not the launch
+/// configuration.
+fn passkeys_on(st: &State) -> Result<(), ApiError> {
+    if st.cfg.passkeys_enabled { Ok(()) } else { Err(Refusal::PasskeysDisabled.into()) }
 }
 
 const CREDENTIAL_FIELDS: &[&str] =
@@ -434,7 +437,7 @@ async fn passkey_register_options(AxState(app): AxState<App>, req: Request) -> R
             let req = read(&app, req).await?;
             let mut st = locked(&app);
             let caller = st.authenticate_header(req.bearer())?;
-            passkeys_on(&app)?;
+            passkeys_on(&st)?;
             st.authorize(Some(&caller), Op::PasskeyRegisterOptions, None)?;
             ok(200, st.passkey_register_options(&caller)?)
         }
@@ -448,7 +451,7 @@ async fn passkey_register(AxState(app): AxState<App>, req: Request) -> Response 
             let req = read(&app, req).await?;
             let mut st = locked(&app);
             let caller = st.authenticate_header(req.bearer())?;
-            passkeys_on(&app)?;
+            passkeys_on(&st)?;
             st.authorize(Some(&caller), Op::PasskeyRegister, None)?;
             let o = req.object(CREDENTIAL_FIELDS, &["response"])?;
             ok(201, st.passkey_register(&caller, &o)?)
@@ -460,8 +463,8 @@ async fn passkey_register(AxState(app): AxState<App>, req: Request) -> Response 
 async fn passkey_sign_in_options(AxState(app): AxState<App>) -> Response {
     done(
         async {
-            passkeys_on(&app)?;
             let mut st = locked(&app);
+            passkeys_on(&st)?;
             ok(200, st.passkey_sign_in_options()?)
         }
         .await,
@@ -471,7 +474,7 @@ async fn passkey_sign_in_options(AxState(app): AxState<App>) -> Response {
 async fn passkey_sign_in(AxState(app): AxState<App>, req: Request) -> Response {
     done(
         async {
-            passkeys_on(&app)?;
+            passkeys_on(&locked(&app))?;
             let req = read(&app, req).await?;
             let o = req.object(CREDENTIAL_FIELDS, &["response"])?;
             let client = req.client(app.cfg.trust_forwarded_for);
@@ -1302,6 +1305,50 @@ async fn test_clock(AxState(app): AxState<App>, req: Request) -> Response {
             };
             send_jobs(&app, jobs).await;
             ok(200, json!({"now": rfc3339(now)}))
+        }
+        .await,
+    )
+}
+
+/// Switches the deployment's configuration at run time (SPEC §11 test fixture, 404 outside test mode): passkeys on
+/// or off (`{"passkeys_enabled": bool}`, SES-8) and a provider on or off (`{"provider": name, "enabled": bool}`,
+/// PRV-3), each alone or together. Answers the configuration as it now is.
+async fn test_config(AxState(app): AxState<App>, req: Request) -> Response {
+    done(
+        async {
+            if !app.cfg.test_mode {
+                return Err(Refusal::NotFound.into());
+            }
+            let req = read(&app, req).await?;
+            let o = req.object(&["passkeys_enabled", "provider", "enabled"], &[])?;
+            let flag = |name: &str| match o.get(name) {
+                None => Ok(None),
+                Some(Value::Bool(b)) => Ok(Some(*b)),
+                Some(_) => Err(ApiError::validation(format!("{name} must be true or false"))),
+            };
+            let passkeys = flag("passkeys_enabled")?;
+            let provider = match (opt_str(&o, "provider")?, flag("enabled")?) {
+                (Some(name), Some(enabled)) => Some((parse_provider(name)?, enabled)),
+                (None, None) => None,
+                _ => return Err(ApiError::validation("give provider and enabled together")),
+            };
+            if passkeys.is_none() && provider.is_none() {
+                return Err(ApiError::validation("give passkeys_enabled, or provider and enabled"));
+            }
+            let mut st = locked(&app);
+            // With the fault the passkey module keeps the switch it read at start.
+            if let Some(enabled) = passkeys.filter(|_| !st.on(Fault::PasskeysSwitchIgnored)) {
+                st.cfg.passkeys_enabled = enabled;
+                st.passkeys.set_enabled(enabled);
+            }
+            if let Some((provider, enabled)) = provider {
+                st.cfg.disabled_providers.retain(|p| *p != provider);
+                if !enabled {
+                    st.cfg.disabled_providers.push(provider);
+                }
+            }
+            let disabled: Vec<&str> = st.cfg.disabled_providers.iter().map(|p| p.name()).collect();
+            ok(200, json!({"passkeys_enabled": st.cfg.passkeys_enabled, "disabled_providers": disabled}))
         }
         .await,
     )

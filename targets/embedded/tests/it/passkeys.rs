@@ -115,3 +115,77 @@ async fn reusable_passkey_challenge_fault_accepts_a_replay() {
         assert_eq!(sign_in(&t, a).await.0, expected, "{faults:?}");
     }
 }
+
+#[tokio::test]
+async fn passkey_signature_unchecked_fault_accepts_another_key() {
+    for (faults, expected) in [(vec![Fault::PasskeySignatureUnchecked], 200), (vec![], 401)] {
+        let t = target_with(&faults, |c| c.passkeys_enabled = true).await;
+        let (victim, mallory) = (t.user("user").await, t.user("user").await);
+        let (mut client, mut other) = (soft(true), soft(true));
+        assert_eq!(register(&t, &victim, &mut client).await.0, 201);
+        assert_eq!(register(&t, &mallory, &mut other).await.0, 201);
+        // Mallory's key signs, naming the victim's credential; its counter is far above the victim's.
+        let victim_id = assertion(&t, &mut client).await["rawId"].clone();
+        other.authenticator_mut().store_mut().as_mut().unwrap().counter = Some(1 << 30);
+        let mut forged = assertion(&t, &mut other).await;
+        forged["rawId"] = victim_id.clone();
+        forged["id"] = victim_id;
+        assert_eq!(sign_in(&t, forged).await.0, expected, "{faults:?}");
+    }
+}
+
+#[tokio::test]
+async fn passkey_counter_not_checked_fault_accepts_a_counter_going_back() {
+    for (faults, expected) in [(vec![Fault::PasskeyCounterNotChecked], 200), (vec![], 401)] {
+        let t = target_with(&faults, |c| c.passkeys_enabled = true).await;
+        let who = t.user("user").await;
+        let mut client = soft(true);
+        assert_eq!(register(&t, &who, &mut client).await.0, 201);
+        for _ in 0..2 {
+            let a = assertion(&t, &mut client).await;
+            assert_eq!(sign_in(&t, a).await.0, 200);
+        }
+        // The next assertion carries 1 (counter 0 + 1), below the stored 2.
+        client.authenticator_mut().store_mut().as_mut().unwrap().counter = Some(0);
+        let a = assertion(&t, &mut client).await;
+        assert_eq!(sign_in(&t, a).await.0, expected, "{faults:?}");
+    }
+}
+
+#[tokio::test]
+async fn counterless_passkey_refused_fault_refuses_synced_passkeys() {
+    for (faults, expected) in [(vec![Fault::CounterlessPasskeyRefused], 401), (vec![], 200)] {
+        let t = target_with(&faults, |c| c.passkeys_enabled = true).await;
+        let who = t.user("user").await;
+        let mut client = soft(false);
+        assert_eq!(register(&t, &who, &mut client).await.0, 201);
+        let a = assertion(&t, &mut client).await;
+        assert_eq!(sign_in(&t, a).await.0, expected, "{faults:?}");
+    }
+}
+
+#[tokio::test]
+async fn passkeys_switch_ignored_fault_keeps_the_routes_after_switching_off() {
+    for (faults, expected) in [(vec![Fault::PasskeysSwitchIgnored], 200), (vec![], 404)] {
+        let t = target_with(&faults, |c| c.passkeys_enabled = true).await;
+        let (s, r) = t.post("/v1/test/config", None, json!({"passkeys_enabled": false})).await;
+        assert_eq!(s, 200, "{r}");
+        let (s, r) = t.post("/v1/auth/passkeys/authentication/options", None, json!({})).await;
+        assert_eq!(s, expected, "{faults:?}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn the_config_fixture_switches_passkeys_and_providers_in_test_mode_only() {
+    let t = target_with(&[], |c| c.passkeys_enabled = false).await;
+    let options = "/v1/auth/passkeys/authentication/options";
+    assert_eq!(t.post(options, None, json!({})).await.0, 404);
+    assert_eq!(t.post("/v1/test/config", None, json!({"passkeys_enabled": true})).await.0, 200);
+    assert_eq!(t.post(options, None, json!({})).await.0, 200);
+    let (s, r) = t.post("/v1/test/config", None, json!({"provider": "shkeeper", "enabled": false})).await;
+    assert_eq!((s, &r["disabled_providers"]), (200, &json!(["shkeeper"])), "{r}");
+    assert_eq!(t.post("/v1/test/config", None, json!({"provider": "shkeeper"})).await.0, 422);
+    assert_eq!(t.post("/v1/test/config", None, json!({"passkeys_enabled": "yes"})).await.0, 422);
+    let production = target_with(&[], |c| c.test_mode = false).await;
+    assert_eq!(production.post("/v1/test/config", None, json!({"passkeys_enabled": true})).await.0, 404);
+}

@@ -1,7 +1,8 @@
-// Test-only fixtures (SPEC §11): users with a role, password and TOTP seed, and a test clock. They exist only with
-// CONFORM_TEST_MODE=1; otherwise every /testing route answers 404.
+// Test-only fixtures (SPEC §11): users with a role, password and TOTP seed, a test clock, and run-time switches for
+// passkeys and providers. They exist only with CONFORM_TEST_MODE=1; otherwise every /testing route answers 404.
 
 import { Router } from "express";
+import { parseProvider } from "../domain/ledger";
 import { Refusal, invalid } from "../errors";
 import { LATEST_CLOCK, parseWireRole } from "../state";
 import { decodeBase32, rfc3339, systemNow } from "../util";
@@ -54,6 +55,30 @@ export function testingRouter(ctx: Ctx): Router {
     }
     b.fireDeadlines();
     return { status: 200, body: { data: { now: rfc3339(b.now()) } } };
+  }));
+
+  // {passkeysEnabled: bool} and/or {provider, enabled: bool}: what conform's [fixtures.configure] sends (SES-8, PRV-3).
+  r.post("/testing/config", wrap(ctx, (req) => {
+    const o = object(req, ["passkeysEnabled", "provider", "enabled"]);
+    const flag = (name: string): boolean | undefined => {
+      const v = o[name];
+      if (v === undefined) return undefined;
+      if (typeof v !== "boolean") throw invalid(`${name} must be true or false`);
+      return v;
+    };
+    const passkeys = flag("passkeysEnabled");
+    const enabled = flag("enabled");
+    const name = o["provider"];
+    if ((name === undefined) !== (enabled === undefined)) throw invalid("give provider and enabled together");
+    if (passkeys === undefined && enabled === undefined) throw invalid("give passkeysEnabled, or provider and enabled");
+    const provider = typeof name === "string" ? parseProvider(name) : null;
+    if (name !== undefined && !provider) throw invalid("provider must be a known payment method");
+    if (passkeys !== undefined) b.cfg.passkeysEnabled = passkeys;
+    if (provider && enabled !== undefined) {
+      b.cfg.disabledProviders = b.cfg.disabledProviders.filter((p) => p !== provider);
+      if (!enabled) b.cfg.disabledProviders.push(provider);
+    }
+    return { status: 200, body: { data: { passkeysEnabled: b.cfg.passkeysEnabled, disabledProviders: b.cfg.disabledProviders } } };
   }));
   return r;
 }
