@@ -26,7 +26,7 @@ pub struct Simulators {
     /// SHKeeper: the target creates invoices and payouts on it; its callbacks are what the harness delivers.
     pub shkeeper: Arc<ShkeeperSim>,
     /// Request Network.
-    pub request_network: RequestNetworkSim,
+    pub request_network: Arc<RequestNetworkSim>,
 }
 
 impl Simulators {
@@ -43,7 +43,7 @@ impl Simulators {
         let request_network = RequestNetworkSim::start(RequestNetworkConfig::default())
             .await
             .map_err(|e| Error::Usage(format!("cannot start the Request Network simulator: {e}")))?;
-        Ok(Simulators { shkeeper: Arc::new(shkeeper), request_network })
+        Ok(Simulators { shkeeper: Arc::new(shkeeper), request_network: Arc::new(request_network) })
     }
 }
 

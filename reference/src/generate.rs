@@ -573,8 +573,11 @@ impl Script {
         let prepared = |actor: Option<u8>, op: Op| self.call(actor, op, true);
         let send = |op: Op| Some(Planned::Call(Request::anonymous(op)));
         let admin = |second: bool| Some(if second { 5 } else { 4 });
-        let deliver = |notice: Notice, authentic: bool| {
-            send(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic })
+        // The escrow's own provider calls back for a Request Network escrow; SHKeeper's callbacks stand in for the
+        // rest (a manual wallet has no callbacks of its own).
+        let deliver = |escrow: Provider, notice: Notice, authentic: bool| {
+            let provider = if escrow == Provider::RequestNetwork { escrow } else { Provider::Shkeeper };
+            send(Op::DeliverWebhook { provider, notice, authentic })
         };
         match step {
             Step::SignIn { actor, password_ok } => {
@@ -648,7 +651,7 @@ impl Script {
                 call(admin(false), Op::ReplayDeadLetter { dead_letter: id })
             }
             Step::Pay { escrow, portion, wrong_currency, event, authentic } => {
-                let (id, _, _, amount, _) = self.escrow(*escrow)?;
+                let (id, _, _, amount, provider) = self.escrow(*escrow)?;
                 let minor = match portion {
                     Portion::Due => amount.minor,
                     Portion::Half => (amount.minor / 2).max(1),
@@ -667,7 +670,7 @@ impl Script {
                     reference: invoice_external_id(id),
                     kind: NoticeKind::Payment(Money::from_minor(minor, currency)),
                 };
-                deliver(notice, *authentic)
+                deliver(provider, notice, *authentic)
             }
             Step::PaymentPending { escrow, event } => {
                 let (id, .., provider) = self.escrow(*escrow)?;
@@ -676,6 +679,7 @@ impl Script {
                 }
                 let reference = invoice_external_id(id);
                 deliver(
+                    provider,
                     Notice { event: format!("pending-{}-{event}", id.0), reference, kind: NoticeKind::Pending },
                     true,
                 )
@@ -697,7 +701,7 @@ impl Script {
                 // One provider event is one outcome: a failure and a confirmation are different events.
                 let outcome = if *confirmed { "confirmed" } else { "failed" };
                 // A payout has one outcome callback (SHKeeper keys it by payout id alone): its copies are duplicates.
-                deliver(Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
+                deliver(provider, Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
             }
             Step::ProviderStatus { provider, status } => {
                 send(Op::SetProviderStatus { provider: *provider, status: *status })

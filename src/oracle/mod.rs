@@ -143,6 +143,21 @@ pub fn rules_of_operation(op: &Op) -> &'static [&'static str] {
     }
 }
 
+/// The rules of the transition a provider's notice makes, by the state the model left the escrow in: what is
+/// broken when the target's escrow ends elsewhere (a partial payment that funds breaks ESC-4 and PRV-5, and its
+/// funding without the money is a state change apart from its entry, LED-8).
+fn rules_of_notice(kind: &conform_reference::world::NoticeKind, expected: EscrowState) -> &'static [&'static str] {
+    use conform_reference::world::NoticeKind as N;
+    match (kind, expected) {
+        (N::Payment(_), EscrowState::AwaitingPayment) => &["ESC-4", "PRV-5", "LED-8"],
+        (N::Payment(_), EscrowState::Funded) => &["ESC-3", "LED-8"],
+        (N::Payment(_), _) | (N::Pending, _) => &["WH-9"],
+        (N::PayoutConfirmed, _) => &["ESC-16"],
+        (N::RefundConfirmed, _) => &["ESC-17"],
+        (N::PayoutFailed, _) => &["ESC-18"],
+    }
+}
+
 /// Operations whose success may be a 202 pending two-person approval (AZ-7).
 fn can_be_pending(op: &Op) -> bool {
     matches!(op, Op::ResolveDispute { .. } | Op::ApproveProof { .. } | Op::ChangeRole { .. })
@@ -216,7 +231,10 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
         }
         (Ok(_), Observed::Accepted { state, .. }) => match (model_state, state) {
             (Some(expected), Some(seen)) if expected != *seen => {
-                let mut rules = rules_of_operation(op).to_vec();
+                let mut rules = match op {
+                    Op::DeliverWebhook { notice, .. } => rules_of_notice(&notice.kind, expected).to_vec(),
+                    _ => rules_of_operation(op).to_vec(),
+                };
                 rules.push("ESC-19");
                 differ(&rules)
             }

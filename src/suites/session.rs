@@ -82,7 +82,8 @@ impl Session {
         let http = HttpDriver::new(config).map_err(|e| Error::Usage(format!("cannot build the HTTP driver: {e}")))?;
         let key = simulators.shkeeper.config().api_key.clone();
         let abilities = abilities_of(&profile);
-        let adapter = HttpTarget::new(profile, http, simulators.shkeeper.clone(), key, run_tag);
+        let adapter = HttpTarget::new(profile, http, simulators.shkeeper.clone(), key, run_tag)
+            .with_request_network(simulators.request_network.clone());
         Ok(Session { adapter, abilities, launched, simulators, runtime })
     }
 
