@@ -84,6 +84,10 @@ pub enum EscrowAct {
     Get,
     /// AZ-8.
     Update(EscrowField),
+    /// AZ-8: start_payment with a protected field in its body (the authorization matrix's; never generated).
+    StartPaymentWith(EscrowField),
+    /// AZ-8: an exact payment proof with a protected field in its body (the matrix's; never generated).
+    SubmitProofWith(EscrowField),
     /// ESC-5: `tx` picks a transaction hash from a small pool (so reuse happens), `exact` pays what is due.
     SubmitProof {
         /// Index into a pool of four hashes.
@@ -484,7 +488,7 @@ impl Script {
                     self.approvals.push(*id);
                 }
             }
-            (Op::StartPayment { escrow }, Ok(_)) => self.invoiced.push(escrow),
+            (Op::StartPayment { escrow, .. }, Ok(_)) => self.invoiced.push(escrow),
             (_, Ok(Accepted::PendingApproval(id))) => self.approvals.push(*id),
             (Op::AdvanceClock { seconds }, Ok(_)) => self.elapsed += seconds.max(0),
             (Op::StepUp { .. }, Ok(_)) => {
@@ -608,7 +612,8 @@ impl Script {
                 let (id, buyer, seller, amount, _) = self.escrow(*escrow)?;
                 let actor = self.actor_index(*who, Some(*act), buyer, seller);
                 let op = match *act {
-                    EscrowAct::StartPayment => Op::StartPayment { escrow: id },
+                    EscrowAct::StartPayment => Op::StartPayment { escrow: id, extra: None },
+                    EscrowAct::StartPaymentWith(field) => Op::StartPayment { escrow: id, extra: Some(field) },
                     EscrowAct::Cancel => Op::CancelEscrow { escrow: id },
                     EscrowAct::MarkDelivered => Op::MarkDelivered { escrow: id },
                     EscrowAct::ConfirmReceipt => Op::ConfirmReceipt { escrow: id },
@@ -628,7 +633,16 @@ impl Script {
                             amount: Money::from_minor(claimed.max(1), amount.currency),
                             destination: destination.to_owned(),
                         };
-                        Op::SubmitPaymentProof { escrow: id, proof }
+                        Op::SubmitPaymentProof { escrow: id, proof, extra: None }
+                    }
+                    EscrowAct::SubmitProofWith(field) => {
+                        // An exact proof to the platform's address, of a hash of its own: only the field is wrong.
+                        let proof = Proof {
+                            tx_hash: "0xproof-smuggled".to_owned(),
+                            amount,
+                            destination: "platform-wallet".to_owned(),
+                        };
+                        Op::SubmitPaymentProof { escrow: id, proof, extra: Some(field) }
                     }
                 };
                 if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }

@@ -260,16 +260,28 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
         // AZ-8 allows a protected field to be ignored instead of refused: accepting is not yet a difference; a
         // field that was applied shows as a state or amount difference on the next read.
         (Err(Refusal::ValidationFailed), Observed::Accepted { state, .. })
-            if matches!(op, Op::UpdateEscrow { .. } | Op::CreateEscrow { extra: Some(_), .. }) =>
+            if matches!(
+                op,
+                Op::UpdateEscrow { .. }
+                    | Op::CreateEscrow { extra: Some(_), .. }
+                    | Op::StartPayment { extra: Some(_), .. }
+                    | Op::SubmitPaymentProof { extra: Some(_), .. }
+            ) =>
         {
             // A created escrow starts awaiting payment, whatever the body said.
             let model_state = match op {
                 Op::CreateEscrow { .. } => Some(EscrowState::AwaitingPayment),
                 _ => model_state,
             };
+            // A proof whose smuggled field was ignored is an ordinary proof: it goes to review.
+            let ignored = |seen: EscrowState| {
+                matches!(op, Op::SubmitPaymentProof { .. })
+                    && model_state == Some(EscrowState::AwaitingPayment)
+                    && seen == EscrowState::PaymentReview
+            };
             match (model_state, state) {
                 // Ignored, but applied after all: the answer shows the state the caller smuggled in.
-                (Some(expected), Some(seen)) if expected != *seen => Verdict::Differ(Difference {
+                (Some(expected), Some(seen)) if expected != *seen && !ignored(*seen) => Verdict::Differ(Difference {
                     rules: vec!["AZ-8", "ESC-19"],
                     expected: format!("the protected field refused or ignored: state stays {expected}"),
                     observed: describe_observed(observed),

@@ -312,6 +312,25 @@ fn mass_assignment_scenario(operation: &str, principal: &str, field: &str) -> Re
             act(who, EscrowAct::Update(field)),
             read_back,
         ]),
+        "start_payment" => Ok(vec![
+            Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::Shkeeper, extra: None },
+            act(who, EscrowAct::StartPaymentWith(field)),
+            read_back,
+        ]),
+        // A manual-wallet escrow, the only kind that takes proofs. No read-back: a target that ignores the field
+        // has taken an ordinary proof (the escrow is in review), which the model, refusing, cannot follow; the
+        // answer's state is judged instead (review or unchanged; anything else means the field was applied).
+        "submit_payment_proof" => Ok(vec![
+            Step::Create {
+                buyer: 0,
+                seller: 1,
+                major: 100,
+                currency: 0,
+                provider: Provider::ManualWallet,
+                extra: None,
+            },
+            act(who, EscrowAct::SubmitProofWith(field)),
+        ]),
         other => Err(format!("no mass-assignment scenario for `{other}` yet")),
     }
 }

@@ -937,6 +937,17 @@ impl State {
         Ok(e.proofs.len() - 1)
     }
 
+    /// Clears the flags of the escrow's proof under review (only the `proof-fields-from-body` fault does).
+    pub fn clear_proof_flags(&mut self, id: EscrowId) {
+        let e = &mut self.escrows[id.0 as usize];
+        if let Some((_, flags)) = e.m.proof.as_mut() {
+            flags.clear();
+        }
+        if let Some(p) = e.proofs.last_mut() {
+            p.flags.clear();
+        }
+    }
+
     pub fn proof_json(&self, id: EscrowId, index: usize) -> Value {
         let e = &self.escrows[id.0 as usize];
         let Some(p) = e.proofs.get(index) else { return Value::Null };

@@ -398,3 +398,14 @@ async fn late_pending(t: &T) -> bool {
     t.escrow(&id, &buyer).await["state"] != "funded"
 }
 fault_test!(late_pending_reopens, Fault::LatePendingReopens, late_pending);
+
+async fn proof_fields(t: &T) -> bool {
+    let buyer = t.user("user").await;
+    let seller = t.user("user").await;
+    let id = t.create(&buyer, &seller, "10.00", "manual_wallet").await;
+    let body = json!({"tx_hash": "0xbody", "amount": "10.00", "currency": "USD", "destination": "attacker-wallet",
+        "flagged": false, "status": "approved"});
+    let (s, _) = t.post(&format!("/v1/escrows/{id}/payment-proofs"), Some(&buyer.token), body).await;
+    s == 201 && t.escrow(&id, &buyer).await["state"] == "funded"
+}
+fault_test!(proof_fields_from_body, Fault::ProofFieldsFromBody, proof_fields);
