@@ -261,6 +261,12 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
         let started = Instant::now();
         let outcome = match mass_assignment_scenario(&case.operation, &case.principal, &case.field) {
             Err(reason) => CheckOutcome::Unverified { reason },
+            Ok(_) if !sends_field(session, &case.operation) => CheckOutcome::Unverified {
+                reason: format!(
+                    "the profile's {} body has no `\"{{field}}\" = \"{{value}}\"` entry, so the field cannot be sent",
+                    case.operation
+                ),
+            },
             Ok(steps) => judge_run(session, &steps),
         };
         let mut check = CheckResult::new(name, case.rules.iter().cloned(), outcome);
@@ -333,6 +339,23 @@ fn mass_assignment_scenario(operation: &str, principal: &str, field: &str) -> Re
         ]),
         other => Err(format!("no mass-assignment scenario for `{other}` yet")),
     }
+}
+
+/// Whether the profile's binding of `operation` can carry a smuggled field: without `"{field}" = "{value}"` in
+/// its body the request goes out without it, and a pass would judge nothing.
+fn sends_field(session: &Session, operation: &str) -> bool {
+    let kind = match operation {
+        "create_escrow" => OperationKind::CreateEscrow,
+        "update_escrow" => OperationKind::UpdateEscrow,
+        "start_payment" => OperationKind::StartPayment,
+        "submit_payment_proof" => OperationKind::SubmitPaymentProof,
+        _ => return false,
+    };
+    session
+        .profile()
+        .operation(kind)
+        .and_then(|b| b.body.as_ref())
+        .is_some_and(|body| body.to_string().contains("{field}"))
 }
 
 /// A scenario's differential verdict: passed when the target agreed with the model on every request.
