@@ -85,9 +85,11 @@ fn a_separately_started_target_gets_the_same_verdicts_as_the_in_process_one() {
     use std::io::{BufRead, BufReader};
     let dir = scratch("attach");
     let sim_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let rn_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_conform"))
         .args(["serve", "embedded", "--port", "0", "--test-mode"])
         .args(["--shkeeper-url", &format!("http://127.0.0.1:{sim_port}")])
+        .args(["--request-network-url", &format!("http://127.0.0.1:{rn_port}")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -100,7 +102,7 @@ fn a_separately_started_target_gets_the_same_verdicts_as_the_in_process_one() {
         &[
             &common[..],
             &["--report-dir", "attached", "--profile", profile.to_str().expect("path"), "--target-url", url.trim()],
-            &["--shkeeper-port", &sim_port.to_string()],
+            &["--shkeeper-port", &sim_port.to_string(), "--request-network-port", &rn_port.to_string()],
         ]
         .concat(),
         &dir,
