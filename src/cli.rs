@@ -140,6 +140,10 @@ struct TargetArgs {
     /// Port of the SHKeeper simulator, for a target started separately and pointed at it (default: any free port).
     #[arg(long, default_value_t = 0)]
     shkeeper_port: u16,
+    /// Port of the Request Network simulator, for a target started separately and pointed at it (default: any
+    /// free port).
+    #[arg(long, default_value_t = 0)]
+    request_network_port: u16,
 }
 
 impl TargetArgs {
@@ -151,6 +155,7 @@ impl TargetArgs {
             faults,
             running_at: self.target_url.clone(),
             shkeeper_port: self.shkeeper_port,
+            request_network_port: self.request_network_port,
             log_dir,
         })
     }

@@ -26,13 +26,13 @@ pub struct Simulators {
     /// SHKeeper: the target creates invoices and payouts on it; its callbacks are what the harness delivers.
     pub shkeeper: Arc<ShkeeperSim>,
     /// Request Network.
-    pub request_network: RequestNetworkSim,
+    pub request_network: Arc<RequestNetworkSim>,
 }
 
 impl Simulators {
-    /// Starts both simulators, SHKeeper on `shkeeper_port` (0: any free port), so that a separately started
-    /// target can be pointed at it.
-    pub async fn start(shkeeper_port: u16) -> Result<Simulators, Error> {
+    /// Starts both simulators, SHKeeper on `shkeeper_port` and Request Network on `request_network_port` (0: any
+    /// free port), so that a separately started target can be pointed at them.
+    pub async fn start(shkeeper_port: u16, request_network_port: u16) -> Result<Simulators, Error> {
         let config = ShkeeperConfig {
             bind: std::net::SocketAddr::from(([127, 0, 0, 1], shkeeper_port)),
             ..ShkeeperConfig::default()
@@ -40,10 +40,14 @@ impl Simulators {
         let shkeeper = ShkeeperSim::start(config)
             .await
             .map_err(|e| Error::Usage(format!("cannot start the SHKeeper simulator on port {shkeeper_port}: {e}")))?;
-        let request_network = RequestNetworkSim::start(RequestNetworkConfig::default())
-            .await
-            .map_err(|e| Error::Usage(format!("cannot start the Request Network simulator: {e}")))?;
-        Ok(Simulators { shkeeper: Arc::new(shkeeper), request_network })
+        let config = RequestNetworkConfig {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], request_network_port)),
+            ..RequestNetworkConfig::default()
+        };
+        let request_network = RequestNetworkSim::start(config).await.map_err(|e| {
+            Error::Usage(format!("cannot start the Request Network simulator on port {request_network_port}: {e}"))
+        })?;
+        Ok(Simulators { shkeeper: Arc::new(shkeeper), request_network: Arc::new(request_network) })
     }
 }
 

@@ -84,6 +84,10 @@ pub enum EscrowAct {
     Get,
     /// AZ-8.
     Update(EscrowField),
+    /// AZ-8: start_payment with a protected field in its body (the authorization matrix's; never generated).
+    StartPaymentWith(EscrowField),
+    /// AZ-8: an exact payment proof with a protected field in its body (the matrix's; never generated).
+    SubmitProofWith(EscrowField),
     /// ESC-5: `tx` picks a transaction hash from a small pool (so reuse happens), `exact` pays what is due.
     SubmitProof {
         /// Index into a pool of four hashes.
@@ -575,7 +579,7 @@ impl Script {
                     self.approvals.push(*id);
                 }
             }
-            (Op::StartPayment { escrow }, Ok(_)) => self.invoiced.push(escrow),
+            (Op::StartPayment { escrow, .. }, Ok(_)) => self.invoiced.push(escrow),
             (Op::PasskeyRegisterOptions, Ok(Accepted::Challenge(challenge))) => {
                 if let Some(actor) = self.actor_of(request.auth) {
                     self.registration_challenges.push((actor, *challenge));
@@ -717,8 +721,11 @@ impl Script {
         let prepared = |actor: Option<u8>, op: Op| self.call(actor, op, true);
         let send = |op: Op| Some(Planned::Call(Request::anonymous(op)));
         let admin = |second: bool| Some(if second { 5 } else { 4 });
-        let deliver = |notice: Notice, authentic: bool| {
-            send(Op::DeliverWebhook { provider: Provider::Shkeeper, notice, authentic })
+        // The escrow's own provider calls back for a Request Network escrow; SHKeeper's callbacks stand in for the
+        // rest (a manual wallet has no callbacks of its own).
+        let deliver = |escrow: Provider, notice: Notice, authentic: bool| {
+            let provider = if escrow == Provider::RequestNetwork { escrow } else { Provider::Shkeeper };
+            send(Op::DeliverWebhook { provider, notice, authentic })
         };
         match step {
             Step::SignIn { actor, password_ok } => {
@@ -749,7 +756,8 @@ impl Script {
                 let (id, buyer, seller, amount, _) = self.escrow(*escrow)?;
                 let actor = self.actor_index(*who, Some(*act), buyer, seller);
                 let op = match *act {
-                    EscrowAct::StartPayment => Op::StartPayment { escrow: id },
+                    EscrowAct::StartPayment => Op::StartPayment { escrow: id, extra: None },
+                    EscrowAct::StartPaymentWith(field) => Op::StartPayment { escrow: id, extra: Some(field) },
                     EscrowAct::Cancel => Op::CancelEscrow { escrow: id },
                     EscrowAct::MarkDelivered => Op::MarkDelivered { escrow: id },
                     EscrowAct::ConfirmReceipt => Op::ConfirmReceipt { escrow: id },
@@ -775,7 +783,16 @@ impl Script {
                             amount: Money::from_minor(claimed.max(1), currency),
                             destination: destination.to_owned(),
                         };
-                        Op::SubmitPaymentProof { escrow: id, proof }
+                        Op::SubmitPaymentProof { escrow: id, proof, extra: None }
+                    }
+                    EscrowAct::SubmitProofWith(field) => {
+                        // An exact proof to the platform's address, of a hash of its own: only the field is wrong.
+                        let proof = Proof {
+                            tx_hash: "0xproof-smuggled".to_owned(),
+                            amount,
+                            destination: "platform-wallet".to_owned(),
+                        };
+                        Op::SubmitPaymentProof { escrow: id, proof, extra: Some(field) }
                     }
                 };
                 if *who == Who::Rightful { prepared(actor, op) } else { call(actor, op) }
@@ -798,7 +815,7 @@ impl Script {
                 call(admin(false), Op::ReplayDeadLetter { dead_letter: id })
             }
             Step::Pay { escrow, portion, wrong_currency, event, authentic } => {
-                let (id, _, _, amount, _) = self.escrow(*escrow)?;
+                let (id, _, _, amount, provider) = self.escrow(*escrow)?;
                 let minor = match portion {
                     Portion::Due => amount.minor,
                     Portion::Half => (amount.minor / 2).max(1),
@@ -817,7 +834,7 @@ impl Script {
                     reference: invoice_external_id(id),
                     kind: NoticeKind::Payment(Money::from_minor(minor, currency)),
                 };
-                deliver(notice, *authentic)
+                deliver(provider, notice, *authentic)
             }
             Step::PaymentPending { escrow, event } => {
                 let (id, .., provider) = self.escrow(*escrow)?;
@@ -826,6 +843,7 @@ impl Script {
                 }
                 let reference = invoice_external_id(id);
                 deliver(
+                    provider,
                     Notice { event: format!("pending-{}-{event}", id.0), reference, kind: NoticeKind::Pending },
                     true,
                 )
@@ -847,7 +865,7 @@ impl Script {
                 // One provider event is one outcome: a failure and a confirmation are different events.
                 let outcome = if *confirmed { "confirmed" } else { "failed" };
                 // A payout has one outcome callback (SHKeeper keys it by payout id alone): its copies are duplicates.
-                deliver(Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
+                deliver(provider, Notice { event: format!("payout-{}-{outcome}", id.0), reference, kind }, true)
             }
             Step::ProviderStatus { provider, status } => {
                 send(Op::SetProviderStatus { provider: *provider, status: *status })

@@ -265,6 +265,9 @@ pub enum Op {
     StartPayment {
         /// The escrow.
         escrow: EscrowId,
+        /// A protected field the caller smuggles into the body (AZ-8).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extra: Option<EscrowField>,
     },
     /// ESC-5, PRV-6.
     SubmitPaymentProof {
@@ -272,6 +275,9 @@ pub enum Op {
         escrow: EscrowId,
         /// The proof.
         proof: Proof,
+        /// A protected field the caller smuggles into the body (AZ-8).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extra: Option<EscrowField>,
     },
     /// ESC-8.
     CancelEscrow {
@@ -441,7 +447,7 @@ impl Op {
         match self {
             Op::GetEscrow { escrow }
             | Op::UpdateEscrow { escrow, .. }
-            | Op::StartPayment { escrow }
+            | Op::StartPayment { escrow, .. }
             | Op::SubmitPaymentProof { escrow, .. }
             | Op::CancelEscrow { escrow }
             | Op::MarkDelivered { escrow }
@@ -847,8 +853,14 @@ impl World {
                     Ok(Accepted::Escrow(*escrow))
                 }
             }
-            Op::StartPayment { escrow } => self.start_payment(*escrow),
-            Op::SubmitPaymentProof { escrow, proof } => self.submit_proof(*escrow, proof),
+            // A protected field in the body is refused whole (AZ-8), before the action is looked at.
+            Op::StartPayment { extra: Some(field), .. } | Op::SubmitPaymentProof { extra: Some(field), .. }
+                if field.is_protected() =>
+            {
+                Err(Refusal::ValidationFailed)
+            }
+            Op::StartPayment { escrow, .. } => self.start_payment(*escrow),
+            Op::SubmitPaymentProof { escrow, proof, .. } => self.submit_proof(*escrow, proof),
             Op::CancelEscrow { escrow } => {
                 let e = &self.escrows[escrow.0 as usize];
                 if e.received != 0 {

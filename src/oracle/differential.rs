@@ -86,8 +86,9 @@ pub struct Exchange {
     pub observed: Observed,
 }
 
-/// The escrow's state in the model after the request: after an accepted request, and after a refused update (AZ-8
-/// lets a target ignore a protected field instead of refusing it, but then the state must be unchanged).
+/// The escrow's state in the model after the request: after an accepted request, and after a request refused for a
+/// protected field (AZ-8 lets a target ignore the field instead of refusing it, but then the state must be
+/// unchanged).
 fn state_after(request: &Request, predicted: &Outcome, model: &World) -> Option<EscrowState> {
     judged_escrow(request, predicted).and_then(|id| model.escrow(id).map(|e| e.state))
 }
@@ -98,7 +99,14 @@ fn judged_escrow(request: &Request, predicted: &Outcome) -> Option<EscrowId> {
         Ok(Accepted::Escrow(id)) => Some(*id),
         _ => request.op.escrow(),
     }?;
-    let judged = predicted.is_ok() || matches!(request.op, conform_reference::world::Op::UpdateEscrow { .. });
+    use conform_reference::world::Op;
+    let judged = predicted.is_ok()
+        || matches!(
+            request.op,
+            Op::UpdateEscrow { .. }
+                | Op::StartPayment { extra: Some(_), .. }
+                | Op::SubmitPaymentProof { extra: Some(_), .. }
+        );
     judged.then_some(id)
 }
 

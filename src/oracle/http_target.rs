@@ -27,6 +27,7 @@ use super::differential::{LedgerView, Target};
 use crate::drive::http::{HttpDriver, Request as HttpRequest, Response};
 use crate::drive::webhooks::{Damage, Delivery, ShkeeperPayment, ShkeeperSender, ShkeeperTransaction};
 use crate::profile::{OperationBinding, Profile, Vars};
+use crate::simulate::request_network::RequestNetworkSim;
 use crate::simulate::shkeeper::ShkeeperSim;
 
 /// Credentials of a cast member on the target.
@@ -119,6 +120,11 @@ pub struct HttpTarget {
     passkey: passkeys::PasskeyState,
     /// What conform switched on the target through `[fixtures.configure]`, until it is put back.
     switches: passkeys::Switches,
+    /// The Request Network simulator (the target's payment requests) and the secret its webhooks are signed with,
+    /// once [`HttpTarget::with_request_network`] gave them: Request Network escrows can then be driven.
+    request_network: Option<(Arc<RequestNetworkSim>, String)>,
+    /// Request Network deliveries sent, for unique delivery ids.
+    rn_deliveries: u128,
 }
 
 fn now_seconds() -> i64 {
@@ -156,8 +162,20 @@ impl HttpTarget {
             payment_metadata: None,
             passkey: passkeys::PasskeyState::default(),
             switches: passkeys::Switches::unknown(&profile),
+            request_network: None,
+            rn_deliveries: 0,
             profile,
         }
+    }
+
+    /// Lets the adapter drive Request Network escrows: it learns the target's payment requests from `simulator`
+    /// and signs Request Network webhooks with the profile's secret for them (the simulator's when the profile's
+    /// cannot be read), then with whatever a rotation sets.
+    pub fn with_request_network(mut self, simulator: Arc<RequestNetworkSim>) -> HttpTarget {
+        let profile_secret = self.profile.webhook("request_network").and_then(|h| h.secret().ok());
+        let secret = profile_secret.map_or_else(|| simulator.webhook_secret(), |s| s.expose().to_owned());
+        self.request_network = Some((simulator, secret));
+        self
     }
 
     /// Makes the model's inauthentic deliveries take this form on the wire, until changed (`None`: signed with a
@@ -423,7 +441,13 @@ impl HttpTarget {
             Op::UpdateEscrow { field, .. } => {
                 vars.set("field", field_name(*field)).set("value", "released").set("description", "changed by conform");
             }
-            Op::SubmitPaymentProof { proof, .. } => {
+            Op::StartPayment { extra: Some(field), .. } => {
+                vars.set("field", field_name(*field)).set("value", smuggled_value(*field));
+            }
+            Op::SubmitPaymentProof { proof, extra, .. } => {
+                if let Some(field) = extra {
+                    vars.set("field", field_name(*field)).set("value", smuggled_value(*field));
+                }
                 // Transaction hashes are unique to the scenario: the target remembers earlier scenarios' hashes (PRV-6
                 // flags reuse on any escrow), the model does not.
                 vars.set("tx_hash", format!("{}-{}-s{}", proof.tx_hash, self.run_tag, self.scenarios))
@@ -582,6 +606,20 @@ impl HttpTarget {
                     self.ids.proofs.insert(*escrow, proof);
                 }
             }
+            (Op::RotateWebhookSecret { provider }, Ok(_)) => {
+                // Later Request Network deliveries are signed with the secret the target now holds.
+                let rotated = match &self.rotation {
+                    Some((name, secret)) if name == "request_network" => Some(secret.clone()),
+                    Some(_) => None,
+                    None if *provider == Provider::RequestNetwork => {
+                        Some(format!("conform-rotated-{}-s{}", self.run_tag, self.scenarios))
+                    }
+                    None => None,
+                };
+                if let (Some(secret), Some((_, held))) = (rotated, self.request_network.as_mut()) {
+                    *held = secret;
+                }
+            }
             (Op::ChangePassword, Ok(_)) => {
                 let user = request
                     .auth
@@ -591,7 +629,19 @@ impl HttpTarget {
                     member.password = format!("{}-new", member.password);
                 }
             }
-            (Op::StartPayment { escrow }, Ok(_)) => {
+            (Op::StartPayment { escrow, .. }, Ok(_))
+                if model.escrow(*escrow).is_some_and(|e| e.provider == Provider::RequestNetwork) =>
+            {
+                // Request Network's webhooks name the payment request the target created for the escrow.
+                let model_ref = model.escrow(*escrow).and_then(|e| e.invoice.clone());
+                let known: Vec<&String> = self.ids.invoices.values().collect();
+                let requests = self.request_network.as_ref().map(|(sim, _)| sim.requests()).unwrap_or_default();
+                let newest = requests.iter().rev().find(|r| !known.contains(&&r.request_id)).cloned();
+                if let (Some(model_ref), Some(request)) = (model_ref, newest) {
+                    self.ids.invoices.entry(model_ref).or_insert(request.request_id);
+                }
+            }
+            (Op::StartPayment { escrow, .. }, Ok(_)) => {
                 let model_ref = model.escrow(*escrow).and_then(|e| e.invoice.clone());
                 let known: Vec<&String> = self.ids.invoices.values().collect();
                 let invoices = self.shkeeper.invoices();
@@ -679,9 +729,19 @@ impl HttpTarget {
         }
     }
 
-    async fn deliver(&mut self, notice: &conform_reference::world::Notice, authentic: bool, model: &World) -> Observed {
+    async fn deliver(
+        &mut self,
+        provider: Provider,
+        notice: &conform_reference::world::Notice,
+        authentic: bool,
+        model: &World,
+    ) -> Observed {
         let metadata = self.payment_metadata.take();
-        let (request, delivery, success_status) = match self.shkeeper_delivery(notice, authentic, model, metadata) {
+        let rendered = match provider {
+            Provider::RequestNetwork => self.request_network_delivery(notice, authentic, model),
+            _ => self.shkeeper_delivery(notice, authentic, model, metadata),
+        };
+        let (request, delivery, success_status) = match rendered {
             Ok(rendered) => rendered,
             Err(observed) => return observed,
         };
@@ -697,6 +757,103 @@ impl HttpTarget {
                 observed
             }
         }
+    }
+
+    /// A delivery's answer carries no escrow, so the state it left is read back (by the adapter's staff member)
+    /// when the model says the delivery moved a known escrow: the comparison then judges the transition at the
+    /// delivery that made it (ESC-3/4/16/17), instead of at some later request that the wrong state lets through.
+    async fn escrow_after_delivery(&mut self, observed: Observed, predicted: &Outcome) -> Observed {
+        let (Observed::Accepted { status, state: None }, Ok(Accepted::Escrow(escrow))) = (&observed, predicted) else {
+            return observed;
+        };
+        let Some(id) = self.ids.escrows.get(escrow).cloned() else { return observed };
+        let kind = conform_reference::ops::OperationKind::GetEscrow;
+        let pointer = self.profile.operation(kind).and_then(|b| b.pointers.state.clone());
+        let vars = Vars::new().with("escrow_id", id);
+        let state = match (self.staff_read(kind, &vars).await, pointer) {
+            (Some(body), Some(pointer)) => {
+                body.pointer(&pointer).and_then(Value::as_str).and_then(|name| self.profile.canonical_state(name))
+            }
+            _ => None,
+        };
+        Observed::Accepted { status: *status, state }
+    }
+
+    /// The Request Network webhook for a model notice (`shared/FACTS.md`): `payment.confirmed` once the escrow's
+    /// cumulative payment reaches what is due, else `payment.partial`; `payment.processing` for a pending payment;
+    /// `payment.refunded` for a refund confirmation, all naming the payment request the target created. Signed with
+    /// hex HMAC-SHA256 over the raw body (a wrong secret when not `authentic`), with a delivery id of its own.
+    /// Request Network has no payout callback: a payout's confirmation or failure has no wire form.
+    fn request_network_delivery(
+        &mut self,
+        notice: &conform_reference::world::Notice,
+        authentic: bool,
+        model: &World,
+    ) -> Result<(HttpRequest, Delivery, u16), Observed> {
+        use crate::drive::webhooks::{RequestNetworkEvent, RequestNetworkSender, ulid_like};
+        let unknown = |reason: &str| Observed::Unknown { reason: reason.to_owned() };
+        let Some((_, held)) = &self.request_network else {
+            return Err(unknown("the adapter was given no Request Network simulator"));
+        };
+        let Some(hook) = self.profile.webhook("request_network") else {
+            return Err(unknown("the profile binds no Request Network webhook"));
+        };
+        let secret = held.clone();
+        let escrow = match &notice.kind {
+            NoticeKind::Payment(_) | NoticeKind::Pending => {
+                model.escrows().iter().find(|e| e.invoice.as_deref() == Some(notice.reference.as_str()))
+            }
+            NoticeKind::RefundConfirmed => model
+                .escrows()
+                .iter()
+                .find(|e| conform_reference::providers::payout_idempotency_key(e.id) == notice.reference),
+            NoticeKind::PayoutConfirmed | NoticeKind::PayoutFailed => {
+                return Err(unknown("Request Network sends no payout callback"));
+            }
+        };
+        let invoice = escrow.and_then(|e| e.invoice.as_ref()).and_then(|i| self.ids.invoices.get(i)).cloned();
+        let request_id = invoice.unwrap_or_else(|| self.scoped(&format!("unknown-{}", notice.reference)));
+        let due = escrow.map_or(Money::zero(Currency::Usd), |e| e.amount);
+        let received = escrow.map_or(0, |e| e.received);
+        let (event, amount) = match &notice.kind {
+            NoticeKind::Payment(paid) if paid.currency == due.currency && received >= due.minor => {
+                ("payment.confirmed", *paid)
+            }
+            NoticeKind::Payment(paid) => ("payment.partial", *paid),
+            NoticeKind::Pending => ("payment.processing", due),
+            _ => {
+                let refund = escrow.and_then(|e| model.payout_requests().iter().rev().find(|r| r.escrow == e.id));
+                ("payment.refunded", refund.map_or(due, |r| r.amount))
+            }
+        };
+        let body = RequestNetworkEvent {
+            event: event.to_owned(),
+            request_id: request_id.clone(),
+            payment_reference: format!("0x{request_id}"),
+            amount: amount.to_decimal_string(),
+            total_amount_paid: Money::from_minor(received, due.currency).to_decimal_string(),
+            expected_amount: due.to_decimal_string(),
+            timestamp: "2026-01-01T00:00:00.000Z".to_owned(),
+            tx_hash: self.scoped(&notice.event),
+            payer_address: "0x00000000000000000000000000000000000000aa".to_owned(),
+            network: "sepolia".to_owned(),
+            currency: amount.currency.code().to_owned(),
+            payment_currency: "USDC".to_owned(),
+            sub_status: matches!(notice.kind, NoticeKind::Pending).then(|| "confirming".to_owned()),
+            fees: Vec::new(),
+        }
+        .to_body();
+        let key = if authentic { secret.clone() } else { format!("{secret}-forged") };
+        self.rn_deliveries += 1;
+        let delivery_id = ulid_like(now_seconds() as u64 * 1000, self.rn_deliveries);
+        let path = hook.path.replace("{provider}", "request_network");
+        let delivery = RequestNetworkSender::new(key.as_str()).deliver(&path, &body, &delivery_id, 0);
+        let mut request =
+            HttpRequest::new(Method::POST, path).anonymous().raw(delivery.body.clone(), "application/json");
+        for (name, value) in delivery.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) {
+            request = request.header(name.clone(), value.clone());
+        }
+        Ok((request, delivery, hook.success_status))
     }
 
     /// The SHKeeper callback for a model notice, signed as SHKeeper signs it (with a wrong key when not
@@ -960,6 +1117,19 @@ impl HttpTarget {
     }
 }
 
+/// The value a mass-assignment probe sends for `field` (those of `contracts/authorization-matrix.toml`): one that
+/// would help the caller if it were applied.
+fn smuggled_value(field: conform_reference::world::EscrowField) -> Value {
+    use conform_reference::world::EscrowField as F;
+    match field {
+        F::Flagged => Value::Bool(false),
+        F::Status => Value::from("approved"),
+        F::Amount => Value::from("0.01"),
+        F::State => Value::from("funded"),
+        _ => Value::from("completed"),
+    }
+}
+
 fn field_name(field: conform_reference::world::EscrowField) -> &'static str {
     use conform_reference::world::EscrowField as F;
     match field {
@@ -1010,7 +1180,10 @@ impl Target for HttpTarget {
                 _ => Observed::Unknown { reason: "the model refused a fixture".into() },
             },
             Op::SignIn { name, password_ok, client } => self.sign_in(name, *password_ok, client.0, predicted).await,
-            Op::DeliverWebhook { notice, authentic, .. } => self.deliver(notice, *authentic, model).await,
+            Op::DeliverWebhook { provider, notice, authentic } => {
+                let observed = self.deliver(*provider, notice, *authentic, model).await;
+                self.escrow_after_delivery(observed, predicted).await
+            }
             Op::SetProviderStatus { provider, status } => {
                 // Only the SHKeeper simulator stands in for a provider here; the others' escrows are not generated
                 // for this target (see its abilities), so their availability changes nothing observable.

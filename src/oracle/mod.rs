@@ -143,6 +143,21 @@ pub fn rules_of_operation(op: &Op) -> &'static [&'static str] {
     }
 }
 
+/// The rules of the transition a provider's notice makes, by the state the model left the escrow in: what is
+/// broken when the target's escrow ends elsewhere (a partial payment that funds breaks ESC-4 and PRV-5, and its
+/// funding without the money is a state change apart from its entry, LED-8).
+fn rules_of_notice(kind: &conform_reference::world::NoticeKind, expected: EscrowState) -> &'static [&'static str] {
+    use conform_reference::world::NoticeKind as N;
+    match (kind, expected) {
+        (N::Payment(_), EscrowState::AwaitingPayment) => &["ESC-4", "PRV-5", "LED-8"],
+        (N::Payment(_), EscrowState::Funded) => &["ESC-3", "LED-8"],
+        (N::Payment(_), _) | (N::Pending, _) => &["WH-9"],
+        (N::PayoutConfirmed, _) => &["ESC-16"],
+        (N::RefundConfirmed, _) => &["ESC-17"],
+        (N::PayoutFailed, _) => &["ESC-18"],
+    }
+}
+
 /// Operations whose success may be a 202 pending two-person approval (AZ-7).
 fn can_be_pending(op: &Op) -> bool {
     matches!(op, Op::ResolveDispute { .. } | Op::ApproveProof { .. } | Op::ChangeRole { .. })
@@ -225,7 +240,10 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
         }
         (Ok(_), Observed::Accepted { state, .. }) => match (model_state, state) {
             (Some(expected), Some(seen)) if expected != *seen => {
-                let mut rules = rules_of_operation(op).to_vec();
+                let mut rules = match op {
+                    Op::DeliverWebhook { notice, .. } => rules_of_notice(&notice.kind, expected).to_vec(),
+                    _ => rules_of_operation(op).to_vec(),
+                };
                 rules.push("ESC-19");
                 differ(&rules)
             }
@@ -251,16 +269,28 @@ pub fn compare(op: &Op, predicted: &Outcome, model_state: Option<EscrowState>, o
         // AZ-8 allows a protected field to be ignored instead of refused: accepting is not yet a difference; a
         // field that was applied shows as a state or amount difference on the next read.
         (Err(Refusal::ValidationFailed), Observed::Accepted { state, .. })
-            if matches!(op, Op::UpdateEscrow { .. } | Op::CreateEscrow { extra: Some(_), .. }) =>
+            if matches!(
+                op,
+                Op::UpdateEscrow { .. }
+                    | Op::CreateEscrow { extra: Some(_), .. }
+                    | Op::StartPayment { extra: Some(_), .. }
+                    | Op::SubmitPaymentProof { extra: Some(_), .. }
+            ) =>
         {
             // A created escrow starts awaiting payment, whatever the body said.
             let model_state = match op {
                 Op::CreateEscrow { .. } => Some(EscrowState::AwaitingPayment),
                 _ => model_state,
             };
+            // A proof whose smuggled field was ignored is an ordinary proof: it goes to review.
+            let ignored = |seen: EscrowState| {
+                matches!(op, Op::SubmitPaymentProof { .. })
+                    && model_state == Some(EscrowState::AwaitingPayment)
+                    && seen == EscrowState::PaymentReview
+            };
             match (model_state, state) {
                 // Ignored, but applied after all: the answer shows the state the caller smuggled in.
-                (Some(expected), Some(seen)) if expected != *seen => Verdict::Differ(Difference {
+                (Some(expected), Some(seen)) if expected != *seen && !ignored(*seen) => Verdict::Differ(Difference {
                     rules: vec!["AZ-8", "ESC-19"],
                     expected: format!("the protected field refused or ignored: state stays {expected}"),
                     observed: describe_observed(observed),

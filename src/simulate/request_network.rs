@@ -117,6 +117,11 @@ impl RequestNetworkSim {
         Ok(RequestNetworkSim { inner, server })
     }
 
+    /// The secret its webhooks are signed with (what a harness signs its own deliveries with).
+    pub fn webhook_secret(&self) -> String {
+        lock(&self.inner.config).webhook_secret.clone()
+    }
+
     /// `http://host:port`: the backend's Request Network API base URL (requests go to `{base}/v2/…`).
     pub fn base_url(&self) -> String {
         self.server.base_url()

@@ -282,6 +282,12 @@ pub fn run(session: &mut Session, reporter: &mut Reporter<'_>) -> Result<(), Err
         let started = Instant::now();
         let outcome = match mass_assignment_scenario(&case.operation, &case.principal, &case.field) {
             Err(reason) => CheckOutcome::Unverified { reason },
+            Ok(_) if !sends_field(session, &case.operation) => CheckOutcome::Unverified {
+                reason: format!(
+                    "the profile's {} body has no `\"{{field}}\" = \"{{value}}\"` entry, so the field cannot be sent",
+                    case.operation
+                ),
+            },
             Ok(steps) => judge_run(session, &steps),
         };
         let mut check = CheckResult::new(name, case.rules.iter().cloned(), outcome);
@@ -333,8 +339,44 @@ fn mass_assignment_scenario(operation: &str, principal: &str, field: &str) -> Re
             act(who, EscrowAct::Update(field)),
             read_back,
         ]),
+        "start_payment" => Ok(vec![
+            Step::Create { buyer: 0, seller: 1, major: 100, currency: 0, provider: Provider::Shkeeper, extra: None },
+            act(who, EscrowAct::StartPaymentWith(field)),
+            read_back,
+        ]),
+        // A manual-wallet escrow, the only kind that takes proofs. No read-back: a target that ignores the field
+        // has taken an ordinary proof (the escrow is in review), which the model, refusing, cannot follow; the
+        // answer's state is judged instead (review or unchanged; anything else means the field was applied).
+        "submit_payment_proof" => Ok(vec![
+            Step::Create {
+                buyer: 0,
+                seller: 1,
+                major: 100,
+                currency: 0,
+                provider: Provider::ManualWallet,
+                extra: None,
+            },
+            act(who, EscrowAct::SubmitProofWith(field)),
+        ]),
         other => Err(format!("no mass-assignment scenario for `{other}` yet")),
     }
+}
+
+/// Whether the profile's binding of `operation` can carry a smuggled field: without `"{field}" = "{value}"` in
+/// its body the request goes out without it, and a pass would judge nothing.
+fn sends_field(session: &Session, operation: &str) -> bool {
+    let kind = match operation {
+        "create_escrow" => OperationKind::CreateEscrow,
+        "update_escrow" => OperationKind::UpdateEscrow,
+        "start_payment" => OperationKind::StartPayment,
+        "submit_payment_proof" => OperationKind::SubmitPaymentProof,
+        _ => return false,
+    };
+    session
+        .profile()
+        .operation(kind)
+        .and_then(|b| b.body.as_ref())
+        .is_some_and(|body| body.to_string().contains("{field}"))
 }
 
 /// A scenario's differential verdict: passed when the target agreed with the model on every request.

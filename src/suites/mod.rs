@@ -6,6 +6,7 @@ pub mod matrix;
 pub mod model;
 mod passkeys;
 pub mod properties;
+pub mod providers;
 pub mod races;
 pub mod realtime;
 pub mod session;
@@ -25,8 +26,8 @@ use crate::report::tally::threats_of;
 use crate::report::{CheckOutcome, CheckRecord, Event, EventStream};
 
 /// Every suite, in the order a run takes them.
-pub const SUITES: [&str; 9] =
-    ["model", "properties", "matrix", "features", "drills", "races", "sessions", "webhooks", "realtime"];
+pub const SUITES: [&str; 10] =
+    ["model", "properties", "matrix", "features", "drills", "races", "sessions", "webhooks", "providers", "realtime"];
 
 /// Runs every suite that drives a target, in order; `replay_hint` is what `conform replay` needs besides the file
 /// to reach the same target (e.g. ` --profile FILE`).
@@ -46,6 +47,7 @@ pub fn run_target_suites(
         Box::new(races::run),
         Box::new(sessions::run),
         Box::new(webhooks::run),
+        Box::new(providers::run),
         Box::new(realtime::run),
     ];
     for suite in suites {

@@ -29,6 +29,8 @@ pub struct TargetOptions {
     pub running_at: Option<String>,
     /// Port for the SHKeeper simulator (0: any), for a target started separately.
     pub shkeeper_port: u16,
+    /// Port for the Request Network simulator (0: any), for a target started separately.
+    pub request_network_port: u16,
     /// Where a started target's log goes.
     pub log_dir: PathBuf,
 }
@@ -66,7 +68,7 @@ impl Session {
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
         let (simulators, launched) = runtime.block_on(async {
-            let simulators = Simulators::start(options.shkeeper_port).await?;
+            let simulators = Simulators::start(options.shkeeper_port, options.request_network_port).await?;
             let launched = launch(LaunchRequest {
                 profile: &profile,
                 simulators: &simulators,
@@ -82,7 +84,8 @@ impl Session {
         let http = HttpDriver::new(config).map_err(|e| Error::Usage(format!("cannot build the HTTP driver: {e}")))?;
         let key = simulators.shkeeper.config().api_key.clone();
         let abilities = abilities_of(&profile);
-        let adapter = HttpTarget::new(profile, http, simulators.shkeeper.clone(), key, run_tag);
+        let adapter = HttpTarget::new(profile, http, simulators.shkeeper.clone(), key, run_tag)
+            .with_request_network(simulators.request_network.clone());
         Ok(Session { adapter, abilities, launched, simulators, runtime })
     }
 

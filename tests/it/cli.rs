@@ -85,9 +85,11 @@ fn a_separately_started_target_gets_the_same_verdicts_as_the_in_process_one() {
     use std::io::{BufRead, BufReader};
     let dir = scratch("attach");
     let sim_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let rn_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_conform"))
         .args(["serve", "embedded", "--port", "0", "--test-mode"])
         .args(["--shkeeper-url", &format!("http://127.0.0.1:{sim_port}")])
+        .args(["--request-network-url", &format!("http://127.0.0.1:{rn_port}")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -100,7 +102,7 @@ fn a_separately_started_target_gets_the_same_verdicts_as_the_in_process_one() {
         &[
             &common[..],
             &["--report-dir", "attached", "--profile", profile.to_str().expect("path"), "--target-url", url.trim()],
-            &["--shkeeper-port", &sim_port.to_string()],
+            &["--shkeeper-port", &sim_port.to_string(), "--request-network-port", &rn_port.to_string()],
         ]
         .concat(),
         &dir,
@@ -181,4 +183,24 @@ fn a_malformed_replay_file_is_a_usage_error_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.json:1:") && stderr.contains("not a conform counterexample"), "{stderr}");
+}
+
+/// Issue 6's promise, end to end: the main job against the embedded target, then the gate on its reports — launch
+/// may go ahead on the clean target, and is refused when the target carries a fault.
+#[test]
+fn the_gate_passes_the_clean_embedded_target_and_refuses_a_faulty_one() {
+    let dir = scratch("gate-end-to-end");
+    let criteria = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/launch-criteria.toml");
+    let criteria = criteria.to_str().expect("utf-8 path");
+    for (label, fault, expected) in [("clean", None, 0), ("faulty", Some("release-after-refund"), 1)] {
+        let mut args = vec!["run", "--cases", "8", "--target-cases", "16", "--report-dir", label];
+        args.extend(fault.iter().flat_map(|f| ["--fault", *f]));
+        let run = conform(&args, &dir);
+        assert_eq!(run.status.code(), Some(expected), "{label}: {}", String::from_utf8_lossy(&run.stdout));
+        let gate = conform(&["gate", "--criteria", criteria, "--report-dir", label], &dir);
+        let stdout = String::from_utf8_lossy(&gate.stdout);
+        assert_eq!(gate.status.code(), Some(expected), "{label}: {stdout}");
+        let verdict = if expected == 0 { "launch may go ahead" } else { "launch refused" };
+        assert!(stdout.contains(verdict), "{label}: {stdout}");
+    }
 }

@@ -182,7 +182,10 @@ fn an_unknown_template_variable_names_the_file_line_and_field() {
     assert_eq!(error.field(), Some("operations.cancel_escrow.path"));
     assert!(error.to_string().contains("unknown variable `{escrow}`"), "{error}");
 
-    let (text, error) = broken("description = \"{description}\" }", "description = \"{descr}\" }");
+    let (text, error) = broken(
+        "provider = \"{provider}\", description = \"{description}\"",
+        "provider = \"{provider}\", description = \"{descr}\"",
+    );
     assert_eq!(error.line(), Some(line_of(&text, "{descr}")), "{error}");
     assert_eq!(error.field(), Some("operations.create_escrow.body"));
 }

@@ -155,6 +155,15 @@ catalog! {
     /// A payout retry carries a new idempotency key.
     NewPayoutKeyOnRetry = "new-payout-key-on-retry", ["PRV-4"], ["T14", "T06"],
         "each payout retry sends a fresh idempotency key, so the provider may pay twice";
+    /// Request Network releases post no fee.
+    RequestNetworkFeeSkipped = "request-network-fee-skipped", ["PRV-7", "LED-5"], ["T07"],
+        "the release of a Request Network escrow pays the seller the whole amount and books no platform fee";
+    /// A late pending notice moves a paid escrow back.
+    LatePendingReopens = "late-pending-reopens", ["WH-9"], ["T04"],
+        "a payment.processing notice that arrives after the payment reopens a funded escrow to awaiting_payment";
+    /// A payment proof's `flagged` and `status` are taken from the request body.
+    ProofFieldsFromBody = "proof-fields-from-body", ["AZ-8", "PRV-6"], ["T12"],
+        "POST /v1/escrows/{id}/payment-proofs applies `flagged` and `status` from the body: a buyer can send an unflagged, approved proof";
     /// Reused transaction hashes are not flagged.
     ReusedTxHashNotFlagged = "reused-tx-hash-not-flagged", ["PRV-6"], ["T12"],
         "a manual payment proof reusing a transaction hash is not flagged, so one admin can approve it";

@@ -649,8 +649,13 @@ async fn submit_proof(AxState(app): AxState<App>, Path(eid): Path<String>, req: 
             let mut st = locked(&app);
             let caller = st.authenticate_header(req.bearer())?;
             let id = st.escrow_for(&caller, Op::SubmitPaymentProof, &eid, req.if_match()?)?;
-            let allowed = ["tx_hash", "amount", "currency", "destination", "note"];
-            let o = req.object(&allowed, &["tx_hash", "amount", "currency", "destination"])?;
+            let fields_from_body = st.on(Fault::ProofFieldsFromBody);
+            let allowed: &[&str] = if fields_from_body {
+                &["tx_hash", "amount", "currency", "destination", "note", "flagged", "status"]
+            } else {
+                &["tx_hash", "amount", "currency", "destination", "note"]
+            };
+            let o = req.object(allowed, &["tx_hash", "amount", "currency", "destination"])?;
             let tx_hash = req_str(&o, "tx_hash")?.to_owned();
             if tx_hash.is_empty() || tx_hash.len() > 200 {
                 return Err(ApiError::validation("tx_hash must be 1 to 200 characters"));
@@ -659,6 +664,15 @@ async fn submit_proof(AxState(app): AxState<App>, Path(eid): Path<String>, req: 
             let destination = req_str(&o, "destination")?.to_owned();
             text_field(&o, "note", 2000)?;
             let index = st.submit_proof(id, Proof { tx_hash, amount, destination })?;
+            if fields_from_body {
+                // The defect: the body's word is taken for what only the server and its admins decide.
+                if o.get("flagged") == Some(&Value::Bool(false)) {
+                    st.clear_proof_flags(id);
+                }
+                if o.get("status").and_then(Value::as_str) == Some("approved") {
+                    st.approve_proof(id)?;
+                }
+            }
             ok(201, json!({"proof": st.proof_json(id, index), "escrow": st.escrow_json(id)}))
         }
         .await,

@@ -789,7 +789,12 @@ impl State {
             postings[1].amount = -(amount.minor - fee);
             postings[2].amount = -fee;
         }
-        let fee = -postings[2].amount;
+        if provider == Provider::RequestNetwork && self.on(Fault::RequestNetworkFeeSkipped) {
+            // The defect: the seller is paid the whole amount, the fee posting is left out.
+            postings[1].amount = -amount.minor;
+            postings.truncate(2);
+        }
+        let fee = postings.get(2).map_or(0, |p| -p.amount);
         let payout = Money::from_minor(-postings[1].amount, amount.currency);
         self.ledger.append(Cause::Action(cause), Some(id), Timestamp(now), EntryKind::Release, None, postings);
         self.escrows[id.0 as usize].fee = Some(fee);
@@ -933,6 +938,17 @@ impl State {
             submitted_at: now,
         });
         Ok(e.proofs.len() - 1)
+    }
+
+    /// Clears the flags of the escrow's proof under review (only the `proof-fields-from-body` fault does).
+    pub fn clear_proof_flags(&mut self, id: EscrowId) {
+        let e = &mut self.escrows[id.0 as usize];
+        if let Some((_, flags)) = e.m.proof.as_mut() {
+            flags.clear();
+        }
+        if let Some(p) = e.proofs.last_mut() {
+            p.flags.clear();
+        }
     }
 
     pub fn proof_json(&self, id: EscrowId, index: usize) -> Value {
@@ -1420,6 +1436,16 @@ impl State {
         let now = self.now();
         let bound = self.invoices.get(&notice.invoice).copied();
         match notice.kind {
+            NoticeKind::PaymentPending
+                if self.on(Fault::LatePendingReopens)
+                    && bound.is_some_and(|id| self.escrows[id.0 as usize].m.state == EscrowState::Funded) =>
+            {
+                // The defect: the notice is taken as the payment's current status, whatever came before it.
+                if let Some(id) = bound {
+                    self.set_state(id, EscrowState::AwaitingPayment);
+                }
+                Ok(())
+            }
             NoticeKind::PaymentPending | NoticeKind::PaymentFailed => Ok(()),
             NoticeKind::PaymentReceived => {
                 let target =

@@ -377,3 +377,56 @@ where
     outputs.extend(results.into_iter().flatten());
     outputs
 }
+
+/// A Request Network escrow of `amount`, its payment request created; (buyer, seller, escrow id, request id).
+async fn rn_invoiced(t: &T, amount: &str) -> (Who, Who, String, String) {
+    let buyer = t.user("user").await;
+    let seller = t.user("user").await;
+    let id = t.create(&buyer, &seller, amount, "request_network").await;
+    let (s, v) = t.post(&format!("/v1/escrows/{id}/start-payment"), Some(&buyer.token), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let request = format!("rn-req-{}", t.stub.log.lock().unwrap().invoices.len());
+    (buyer, seller, id, request)
+}
+
+/// A Request Network event for `request`, signed over its raw body.
+async fn rn_event(t: &T, event: &str, request: &str, amount: &str, tx: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(&json!({"event": event, "requestId": request, "amount": amount,
+        "currency": "USD", "txHash": tx, "totalAmountPaid": amount}))
+    .unwrap();
+    let sig = conform_reference::webhooks::request_network_signature(b"conform-rn-webhook-secret", &body);
+    let h = [("x-request-network-signature", sig), ("x-request-network-delivery", format!("01J{event}{tx}"))];
+    t.raw_post("/v1/webhooks/request-network", &h, body).await
+}
+
+async fn rn_fee(t: &T) -> bool {
+    let (buyer, seller, id, request) = rn_invoiced(t, "10.00").await;
+    assert_eq!(rn_event(t, "payment.confirmed", &request, "10.00", "0xf1").await.0, 200);
+    assert_eq!(t.post(&format!("/v1/escrows/{id}/mark-delivered"), Some(&seller.token), json!({})).await.0, 200);
+    let (s, e) = t.post(&format!("/v1/escrows/{id}/confirm-receipt"), Some(&buyer.token), json!({})).await;
+    assert_eq!(s, 200, "{e}");
+    let admin = t.admin().await;
+    let release = t.entries(&admin, Some(&id)).await.into_iter().find(|e| e["kind"] == "release").expect("a release");
+    !release.to_string().contains("\"fees\"")
+}
+fault_test!(request_network_fee_skipped, Fault::RequestNetworkFeeSkipped, rn_fee);
+
+async fn late_pending(t: &T) -> bool {
+    let (buyer, _, id, request) = rn_invoiced(t, "10.00").await;
+    assert_eq!(rn_event(t, "payment.confirmed", &request, "10.00", "0xp1").await.0, 200);
+    assert_eq!(t.escrow(&id, &buyer).await["state"], "funded");
+    assert_eq!(rn_event(t, "payment.processing", &request, "10.00", "0xp0").await.0, 200);
+    t.escrow(&id, &buyer).await["state"] != "funded"
+}
+fault_test!(late_pending_reopens, Fault::LatePendingReopens, late_pending);
+
+async fn proof_fields(t: &T) -> bool {
+    let buyer = t.user("user").await;
+    let seller = t.user("user").await;
+    let id = t.create(&buyer, &seller, "10.00", "manual_wallet").await;
+    let body = json!({"tx_hash": "0xbody", "amount": "10.00", "currency": "USD", "destination": "attacker-wallet",
+        "flagged": false, "status": "approved"});
+    let (s, _) = t.post(&format!("/v1/escrows/{id}/payment-proofs"), Some(&buyer.token), body).await;
+    s == 201 && t.escrow(&id, &buyer).await["state"] == "funded"
+}
+fault_test!(proof_fields_from_body, Fault::ProofFieldsFromBody, proof_fields);
