@@ -21,8 +21,8 @@ fn sessions(faults: FaultSet) -> Vec<CheckRecord> {
 #[test]
 fn every_check_passes_on_the_clean_target() {
     let checks = sessions(FaultSet::none());
-    // Eight of its own and the five passkey checks (tests/it/passkeys.rs).
-    assert_eq!(checks.len(), 13, "{checks:#?}");
+    // Thirteen of its own and the five passkey checks (tests/it/passkeys.rs).
+    assert_eq!(checks.len(), 18, "{checks:#?}");
     for check in &checks {
         assert_eq!(check.suite, "sessions");
         assert_eq!(check.outcome, CheckOutcome::Passed, "{}: {:?}", check.name, check.outcome);
@@ -41,6 +41,9 @@ fn each_targeted_fault_fails_its_check() {
         Fault::WrongCurrencyFunds,
         Fault::EscrowFromWebhookMetadata,
         Fault::FeeRoundedUp,
+        Fault::StaleRoleInSession,
+        Fault::PartiallyPaidEscrowExpires,
+        Fault::AutoReleaseDuringDispute,
     ];
     for fault in faults {
         let checks = sessions(FaultSet::of([fault]));
