@@ -1,8 +1,8 @@
 //! Targeted scenarios for rules that generated scenarios reach too rarely: refresh-token rotation and reuse
 //! (SES-2, SES-3), passkeys (SES-8, in [`super::passkeys`]), the sign-in rate limit (SES-10), a role change
-//! reaching open sessions (SES-7), the audit trail of refused admin calls (AZ-9), reused proof hashes (PRV-6),
-//! payments in another currency or naming another escrow (LED-10, PRV-5), fee rounding (LED-5), and the deadlines
-//! that fire with no caller (ESC-9, ESC-12) on the target's test clock.
+//! reaching open sessions (SES-7), a refund that cannot also be released (ESC-19), the audit trail of refused admin
+//! calls (AZ-9), reused proof hashes (PRV-6), payments in another currency or naming another escrow (LED-10, PRV-5),
+//! fee rounding (LED-5), and the deadlines that fire with no caller (ESC-9, ESC-12) on the target's test clock.
 //!
 //! Each is a fixed sequence of [`Step`]s taken by the model and the target side by side (every request compared,
 //! the ledger invariants checked after each), ending in the request that the claim is about; where the claim is
@@ -45,6 +45,7 @@ const CHECKS: &[Check] = &[
         metadata_names_another_escrow,
     ),
     ("the fee of a release is rounded down to a whole minor unit", &["LED-5"], fee_rounded_down),
+    ("an escrow being refunded cannot be released as well", &["ESC-19", "LED-4"], refund_pending_not_released),
     ("a role change takes effect on the sessions already open", &["SES-7"], role_change_reaches_open_sessions),
     ("an unpaid escrow expires when its payment deadline passes", &["ESC-9"], unpaid_escrow_expires),
     ("a partly paid escrow does not expire at its payment deadline", &["ESC-9", "ESC-4"], partly_paid_escrow_stays),
@@ -274,6 +275,17 @@ fn fee_rounded_down(session: &mut Session) -> CheckOutcome {
     if let Some(Step::Create { major, .. }) = steps.first_mut() {
         *major = 101;
     }
+    let differential = scenario(session, &steps, OperationKind::ConfirmReceipt);
+    answers_and_ledger(session, differential)
+}
+
+/// ESC-19, LED-4: the seller refunds a delivered escrow, then the buyer confirms receipt: the model refuses
+/// (409 invalid_transition), and the ledgers must hold the refund alone, never a payout beside it.
+fn refund_pending_not_released(session: &mut Session) -> CheckOutcome {
+    let Some(mut steps) = reach("delivered") else {
+        return CheckOutcome::Unverified { reason: "no setup reaches delivered".to_owned() };
+    };
+    steps.extend([act(0, Who::Seller, EscrowAct::RefundVoluntarily), act(0, Who::Buyer, EscrowAct::ConfirmReceipt)]);
     let differential = scenario(session, &steps, OperationKind::ConfirmReceipt);
     answers_and_ledger(session, differential)
 }

@@ -21,8 +21,8 @@ fn sessions(faults: FaultSet) -> Vec<CheckRecord> {
 #[test]
 fn every_check_passes_on_the_clean_target() {
     let checks = sessions(FaultSet::none());
-    // Thirteen of its own and the five passkey checks (tests/it/passkeys.rs).
-    assert_eq!(checks.len(), 18, "{checks:#?}");
+    // Fourteen of its own and the five passkey checks (tests/it/passkeys.rs).
+    assert_eq!(checks.len(), 19, "{checks:#?}");
     for check in &checks {
         assert_eq!(check.suite, "sessions");
         assert_eq!(check.outcome, CheckOutcome::Passed, "{}: {:?}", check.name, check.outcome);
@@ -44,6 +44,7 @@ fn each_targeted_fault_fails_its_check() {
         Fault::StaleRoleInSession,
         Fault::PartiallyPaidEscrowExpires,
         Fault::AutoReleaseDuringDispute,
+        Fault::ReleaseAfterRefund,
     ];
     for fault in faults {
         let checks = sessions(FaultSet::of([fault]));
